@@ -1,0 +1,184 @@
+
+/*
+ * ngx_consent pure core: JSON scanning, event model, validation,
+ * consent routing and batch splitting.  libc only, no nginx headers,
+ * so that it can be unit-tested and fuzzed on its own.
+ */
+
+#ifndef _CONSENT_CORE_H_INCLUDED_
+#define _CONSENT_CORE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define CONSENT_MAX_DEPTH            128
+#define CONSENT_MAX_CATEGORIES       1024
+#define CONSENT_MASK_WORDS           (CONSENT_MAX_CATEGORIES / 64)
+
+#define CONSENT_PREF_UPDATED         "Segment Consent Preference Updated"
+
+
+typedef struct {
+    const char  *data;
+    size_t       len;
+} consent_str_t;
+
+
+/* endpoints, from the last path component of the request URI */
+typedef enum {
+    CONSENT_EP_NONE = 0,
+    CONSENT_EP_TRACK,
+    CONSENT_EP_IDENTIFY,
+    CONSENT_EP_PAGE,
+    CONSENT_EP_SCREEN,
+    CONSENT_EP_GROUP,
+    CONSENT_EP_ALIAS,
+    CONSENT_EP_BATCH            /* also /v1/import */
+} consent_endpoint_e;
+
+
+/* request- and event-level result codes; see consent_code_name() */
+typedef enum {
+    CONSENT_OK = 0,
+    CONSENT_INVALID_JSON,
+    CONSENT_TOO_LARGE,
+    CONSENT_EMPTY_BATCH,
+    CONSENT_NO_USER_ANON_ID,
+    CONSENT_PREFS_SHOULD_EXIST,
+    CONSENT_PREFS_SHOULD_BE_OBJECT,
+    CONSENT_PREFS_SHOULD_BE_BOOL,
+    CONSENT_VERSION_SHOULD_BE_NUMBER,
+    CONSENT_INVALID_TYPE,
+    CONSENT_DUPLICATE_KEY,
+    CONSENT_INVALID_EVENT,
+    CONSENT_LUA_REJECTED,
+    CONSENT_NO_MEMORY,
+    CONSENT_CODE_MAX
+} consent_code_e;
+
+
+/* per (event, destination) outcome */
+typedef enum {
+    CONSENT_SKIP = 0,           /* event rejected: nobody gets it */
+    CONSENT_DELIVER,
+    CONSENT_FILTERED_CONSENT,
+    CONSENT_FILTERED_INTEGRATIONS
+} consent_outcome_e;
+
+
+typedef struct {
+    consent_str_t    name;          /* matched against integrations keys */
+    unsigned         enforce:1;
+    uint64_t         mask[CONSENT_MASK_WORDS];  /* enabled categories */
+} consent_dest_t;
+
+
+/*
+ * The routing configuration of one ingest location.  Only enabled
+ * categories are listed; a destination's mask indexes into them.
+ */
+typedef struct {
+    const consent_str_t   *categories;
+    size_t                 ncategories;
+    const consent_dest_t  *dests;
+    size_t                 ndests;
+    size_t                 max_event_size;
+    size_t                 max_events;
+} consent_policy_t;
+
+
+typedef struct {
+    uint32_t         start;         /* event slice [start, end) of body */
+    uint32_t         end;
+    uint8_t          type;          /* consent_endpoint_e, 0 if unknown */
+    uint8_t          code;          /* consent_code_e, 0 if accepted */
+    uint8_t          insert_type;   /* single event without "type" */
+    uint8_t          has_members;   /* object is not {} */
+} consent_event_t;
+
+
+typedef struct {
+    uint32_t         start;
+    uint32_t         end;
+} consent_span_t;
+
+
+typedef void *(*consent_alloc_pt)(void *ctx, size_t size);
+
+
+typedef struct {
+    consent_code_e    code;         /* request-level error, 0 if none */
+    const char       *reason;       /* static detail for request errors */
+    size_t            offset;       /* byte offset of a JSON error */
+    int               syntax;       /* a JSON syntax error at offset */
+
+    consent_event_t  *events;
+    uint32_t          nevents;
+    uint32_t          naccepted;
+
+    /* nevents x ndests outcomes, row per event */
+    uint8_t          *outcome;
+    size_t            ndests;
+
+    /* members of a batch object other than "batch", in order */
+    consent_span_t   *extra;
+    uint32_t          nextra;
+} consent_result_t;
+
+
+/*
+ * Scans, validates and routes one request body.  Returns the request
+ * level code (also in res->code).  All memory comes from alloc(ctx, n),
+ * which is never freed by the core (a request pool).
+ */
+consent_code_e consent_process(const consent_policy_t *policy,
+    consent_endpoint_e ep, const unsigned char *body, size_t len,
+    consent_alloc_pt alloc, void *ctx, consent_result_t *res);
+
+consent_endpoint_e consent_endpoint(const char *path, size_t len);
+const char *consent_type_name(consent_endpoint_e type);
+const char *consent_code_name(consent_code_e code);
+const char *consent_code_message(consent_code_e code);
+const char *consent_outcome_name(consent_outcome_e outcome);
+
+
+/* JSON scanner: a flat tape of tokens over the unmodified input */
+
+typedef enum {
+    CONSENT_JSON_OBJECT = 1,
+    CONSENT_JSON_ARRAY,
+    CONSENT_JSON_STRING,
+    CONSENT_JSON_NUMBER,
+    CONSENT_JSON_TRUE,
+    CONSENT_JSON_FALSE,
+    CONSENT_JSON_NULL
+} consent_json_type_e;
+
+
+typedef struct {
+    uint32_t         start;         /* first byte (a string's quote) */
+    uint32_t         end;           /* one past the last byte */
+    uint32_t         next;          /* tape index after this subtree */
+    uint16_t         type;
+    uint16_t         escaped;       /* string holds a backslash */
+} consent_json_tok_t;
+
+
+typedef struct {
+    consent_json_tok_t  *tok;
+    uint32_t             ntok;
+    uint32_t             cap;
+    size_t               err_offset;
+    const char          *err;
+} consent_json_t;
+
+
+int consent_json_scan(consent_json_t *js, const unsigned char *p,
+    size_t len, consent_alloc_pt alloc, void *ctx);
+int consent_json_str_eq(const unsigned char *base,
+    const consent_json_tok_t *t, const char *s, size_t n);
+
+
+#endif /* _CONSENT_CORE_H_INCLUDED_ */

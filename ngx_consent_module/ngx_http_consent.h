@@ -1,0 +1,86 @@
+
+/*
+ * ngx_consent: nginx glue shared by the configuration and the handler.
+ */
+
+#ifndef _NGX_HTTP_CONSENT_H_INCLUDED_
+#define _NGX_HTTP_CONSENT_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "consent_core.h"
+
+
+#define NGX_HTTP_CONSENT_CORS_OFF   0
+#define NGX_HTTP_CONSENT_CORS_ANY   1
+#define NGX_HTTP_CONSENT_CORS_LIST  2
+
+
+typedef struct {
+    ngx_str_t                   id;
+    ngx_str_t                   name;
+    ngx_flag_t                  enabled;
+    u_char                     *file;
+    ngx_uint_t                  line;
+} ngx_http_consent_category_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   uri;
+    ngx_array_t                 categories;     /* of ngx_str_t */
+    ngx_flag_t                  enforce;
+    u_char                     *file;
+    ngx_uint_t                  line;
+} ngx_http_consent_dest_conf_t;
+
+
+typedef struct {
+    ngx_array_t                *categories;     /* NULL: inherited */
+    ngx_array_t                *dests;          /* NULL: inherited */
+
+    ngx_flag_t                  ingest;
+    size_t                      max_body_size;
+    size_t                      max_event_size;
+    ngx_uint_t                  max_events;
+
+    ngx_uint_t                  cors;
+    ngx_array_t                *cors_origins;   /* of ngx_str_t */
+
+    consent_policy_t            policy;         /* built at merge time */
+} ngx_http_consent_loc_conf_t;
+
+
+/* one destination's delivery within a request */
+typedef struct {
+    ngx_http_request_t         *request;        /* the parent */
+    ngx_http_consent_dest_conf_t  *conf;
+    ngx_uint_t                  nevents;
+    ngx_uint_t                  status;
+    unsigned                    done:1;
+    unsigned                    failed:1;
+} ngx_http_consent_delivery_t;
+
+
+typedef struct {
+    consent_endpoint_e          endpoint;
+    u_char                     *body;
+    consent_result_t            result;
+    ngx_http_consent_delivery_t  *deliveries;
+    ngx_uint_t                  ndeliveries;
+    ngx_uint_t                  pending;
+    unsigned                    replied:1;
+} ngx_http_consent_ctx_t;
+
+
+extern ngx_module_t  ngx_http_consent_module;
+
+
+ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_consent_filter_init(ngx_conf_t *cf);
+
+
+#endif /* _NGX_HTTP_CONSENT_H_INCLUDED_ */

@@ -1,0 +1,562 @@
+
+/*
+ * ngx_consent: directives and configuration.
+ */
+
+#include "ngx_http_consent.h"
+
+
+static char *ngx_http_consent_category(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_consent_destination(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_consent_cors_origins(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static void *ngx_http_consent_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_consent_build_policy(ngx_conf_t *cf,
+    ngx_http_consent_loc_conf_t *clcf);
+
+
+static ngx_command_t  ngx_http_consent_commands[] = {
+
+    { ngx_string("consent_category"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_consent_category,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_destination"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_consent_destination,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_ingest"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_consent_ingest,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_consent_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("consent_max_event_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_consent_loc_conf_t, max_event_size),
+      NULL },
+
+    { ngx_string("consent_max_batch_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_consent_loc_conf_t, max_events),
+      NULL },
+
+    { ngx_string("consent_cors_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_consent_cors_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_consent_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_consent_filter_init,          /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_consent_create_loc_conf,      /* create location configuration */
+    ngx_http_consent_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_consent_module = {
+    NGX_MODULE_V1,
+    &ngx_http_consent_module_ctx,          /* module context */
+    ngx_http_consent_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static char *
+ngx_http_consent_category(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_consent_loc_conf_t *clcf = conf;
+
+    ngx_str_t                    *value;
+    ngx_uint_t                    i, n;
+    ngx_http_consent_category_t  *cat, *c;
+
+    value = cf->args->elts;
+    n = cf->args->nelts;
+
+    if (clcf->categories == NULL) {
+        clcf->categories = ngx_array_create(cf->pool, 8,
+                                        sizeof(ngx_http_consent_category_t));
+        if (clcf->categories == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0) {
+        return "has an empty category id";
+    }
+
+    if (value[1].data[0] >= '0' && value[1].data[0] <= '9') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid consent category id \"%V\": "
+                           "must not start with a digit", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len >= 35) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid consent category id \"%V\": "
+                           "must be shorter than 35 characters", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] <= ' ' || value[1].data[i] == '"'
+            || value[1].data[i] == '\\' || value[1].data[i] == 0x7f)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid consent category id \"%V\": "
+                               "spaces, quotes and backslashes are not "
+                               "allowed", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    c = clcf->categories->elts;
+    for (i = 0; i < clcf->categories->nelts; i++) {
+        if (c[i].id.len == value[1].len
+            && ngx_strncmp(c[i].id.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate consent category \"%V\", "
+                               "first declared in %s:%ui",
+                               &value[1], c[i].file, c[i].line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (clcf->categories->nelts == CONSENT_MAX_CATEGORIES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many consent categories (at most %d)",
+                           CONSENT_MAX_CATEGORIES);
+        return NGX_CONF_ERROR;
+    }
+
+    cat = ngx_array_push(clcf->categories);
+    if (cat == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cat->id = value[1];
+    cat->name = value[1];
+    cat->enabled = 1;
+    cat->file = cf->conf_file->file.name.data;
+    cat->line = cf->conf_file->line;
+
+    /* "off"/"on" as the last argument is the switch, not a name */
+    if (n > 2
+        && ((value[n - 1].len == 3
+             && ngx_strncmp(value[n - 1].data, "off", 3) == 0)
+            || (value[n - 1].len == 2
+                && ngx_strncmp(value[n - 1].data, "on", 2) == 0)))
+    {
+        cat->enabled = (value[n - 1].len == 2);
+        n--;
+    }
+
+    if (n == 3) {
+        cat->name = value[2];
+
+    } else if (n > 3) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected \"on\" or "
+                           "\"off\"", &value[3]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_consent_destination(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_consent_loc_conf_t *clcf = conf;
+
+    ngx_str_t                     *value, *s;
+    ngx_uint_t                     i;
+    ngx_http_consent_dest_conf_t  *dest, *d;
+
+    value = cf->args->elts;
+
+    if (clcf->dests == NULL) {
+        clcf->dests = ngx_array_create(cf->pool, 8,
+                                       sizeof(ngx_http_consent_dest_conf_t));
+        if (clcf->dests == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0
+        || (value[1].len == 3 && ngx_strncmp(value[1].data, "All", 3) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid consent destination name \"%V\": "
+                           "\"All\" and \"\" are reserved", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    d = clcf->dests->elts;
+    for (i = 0; i < clcf->dests->nelts; i++) {
+        if (d[i].name.len == value[1].len
+            && ngx_strncmp(d[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate consent destination \"%V\", "
+                               "first declared in %s:%ui",
+                               &value[1], d[i].file, d[i].line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[2].len == 0 || value[2].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid consent destination uri \"%V\": "
+                           "must start with \"/\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    dest = ngx_array_push(clcf->dests);
+    if (dest == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    dest->name = value[1];
+    dest->uri = value[2];
+    dest->enforce = 1;
+    dest->file = cf->conf_file->file.name.data;
+    dest->line = cf->conf_file->line;
+
+    if (ngx_array_init(&dest->categories, cf->pool, 4, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "enforce=", 8) == 0) {
+            if (ngx_strcmp(value[i].data + 8, "off") == 0) {
+                dest->enforce = 0;
+
+            } else if (ngx_strcmp(value[i].data + 8, "on") == 0) {
+                dest->enforce = 1;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\", expected "
+                                   "\"enforce=on\" or \"enforce=off\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        s = ngx_array_push(&dest->categories);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_consent_loc_conf_t *clcf = conf;
+
+    ngx_http_core_loc_conf_t  *core;
+
+    if (clcf->ingest != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    clcf->ingest = 1;
+
+    core = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    core->handler = ngx_http_consent_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_consent_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_consent_loc_conf_t *clcf = conf;
+
+    ngx_str_t   *value, *s;
+    ngx_uint_t   i;
+
+    if (clcf->cors != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        clcf->cors = NGX_HTTP_CONSENT_CORS_OFF;
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "*") == 0) {
+        clcf->cors = NGX_HTTP_CONSENT_CORS_ANY;
+        return NGX_CONF_OK;
+    }
+
+    clcf->cors = NGX_HTTP_CONSENT_CORS_LIST;
+    clcf->cors_origins = ngx_array_create(cf->pool, cf->args->nelts,
+                                          sizeof(ngx_str_t));
+    if (clcf->cors_origins == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_strcmp(value[i].data, "*") == 0
+            || ngx_strcmp(value[i].data, "off") == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" cannot be combined with origins",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(clcf->cors_origins);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_consent_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_consent_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->categories = NULL;
+     *     conf->dests = NULL;
+     *     conf->cors_origins = NULL;
+     *     conf->policy = { 0 };
+     */
+
+    conf->ingest = NGX_CONF_UNSET;
+    conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->max_event_size = NGX_CONF_UNSET_SIZE;
+    conf->max_events = NGX_CONF_UNSET_UINT;
+    conf->cors = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_consent_loc_conf_t *prev = parent;
+    ngx_http_consent_loc_conf_t *conf = child;
+
+    /* lists are inherited whole: a level that declares none takes its
+     * parent's */
+
+    if (conf->categories == NULL) {
+        conf->categories = prev->categories;
+    }
+
+    if (conf->dests == NULL) {
+        conf->dests = prev->dests;
+    }
+
+    ngx_conf_merge_value(conf->ingest, prev->ingest, 0);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              500 * 1024);
+    ngx_conf_merge_size_value(conf->max_event_size, prev->max_event_size,
+                              32 * 1024);
+    ngx_conf_merge_uint_value(conf->max_events, prev->max_events, 2500);
+
+    if (conf->cors == NGX_CONF_UNSET_UINT) {
+        conf->cors = (prev->cors == NGX_CONF_UNSET_UINT)
+                     ? NGX_HTTP_CONSENT_CORS_ANY : prev->cors;
+        conf->cors_origins = prev->cors_origins;
+    }
+
+    if (conf->max_body_size > 0x7fffffff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"consent_max_body_size\" must be below 2g");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_events == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"consent_max_batch_events\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_consent_build_policy(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* resolves category names to bits of the enabled categories */
+
+static ngx_int_t
+ngx_http_consent_build_policy(ngx_conf_t *cf,
+    ngx_http_consent_loc_conf_t *conf)
+{
+    ngx_str_t                     *names;
+    ngx_uint_t                     i, j, k, ncats, nenabled, ndests;
+    consent_str_t                 *ids;
+    consent_dest_t                *pd;
+    ngx_http_consent_category_t   *cats;
+    ngx_http_consent_dest_conf_t  *dests;
+
+    ncats = conf->categories ? conf->categories->nelts : 0;
+    ndests = conf->dests ? conf->dests->nelts : 0;
+    cats = ncats ? conf->categories->elts : NULL;
+    dests = ndests ? conf->dests->elts : NULL;
+
+    if (conf->ingest && ndests > NGX_HTTP_MAX_SUBREQUESTS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many consent destinations for one "
+                           "location: %ui (at most %d)",
+                           ndests, NGX_HTTP_MAX_SUBREQUESTS);
+        return NGX_ERROR;
+    }
+
+    ids = ngx_pcalloc(cf->pool, (ncats + 1) * sizeof(consent_str_t));
+    pd = ngx_pcalloc(cf->pool, (ndests + 1) * sizeof(consent_dest_t));
+    if (ids == NULL || pd == NULL) {
+        return NGX_ERROR;
+    }
+
+    nenabled = 0;
+    for (i = 0; i < ncats; i++) {
+        if (cats[i].enabled) {
+            ids[nenabled].data = (const char *) cats[i].id.data;
+            ids[nenabled].len = cats[i].id.len;
+            nenabled++;
+        }
+    }
+
+    for (i = 0; i < ndests; i++) {
+        pd[i].name.data = (const char *) dests[i].name.data;
+        pd[i].name.len = dests[i].name.len;
+        pd[i].enforce = dests[i].enforce ? 1 : 0;
+
+        names = dests[i].categories.elts;
+
+        for (j = 0; j < dests[i].categories.nelts; j++) {
+
+            for (k = 0; k < ncats; k++) {
+                if (cats[k].id.len == names[j].len
+                    && ngx_strncmp(cats[k].id.data, names[j].data,
+                                   names[j].len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (k == ncats) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "consent_destination \"%V\" maps to unknown "
+                              "consent category \"%V\" in %s:%ui",
+                              &dests[i].name, &names[j],
+                              dests[i].file, dests[i].line);
+                return NGX_ERROR;
+            }
+
+            if (!cats[k].enabled) {
+                continue;
+            }
+
+            /* index among enabled categories */
+            for (nenabled = 0; k > 0; k--) {
+                if (cats[k - 1].enabled) {
+                    nenabled++;
+                }
+            }
+
+            pd[i].mask[nenabled / 64] |= (uint64_t) 1 << (nenabled % 64);
+        }
+    }
+
+    nenabled = 0;
+    for (i = 0; i < ncats; i++) {
+        nenabled += cats[i].enabled ? 1 : 0;
+    }
+
+    conf->policy.categories = ids;
+    conf->policy.ncategories = nenabled;
+    conf->policy.dests = pd;
+    conf->policy.ndests = ndests;
+    conf->policy.max_event_size = conf->max_event_size;
+    conf->policy.max_events = conf->max_events;
+
+    return NGX_OK;
+}

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages ngx_consent needs to build, run and test.
+# Idempotent: does nothing when everything is already installed.
+set -e
+
+PKGS="nginx nginx-dev liblua5.4-dev lua5.4 lua-cjson libpcre2-dev zlib1g-dev
+      libssl-dev pkg-config make gcc clang libclang-rt-14-dev wrk perl
+      valgrind"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+        || missing="$missing $p"
+done
+
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing$missing"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends $missing
