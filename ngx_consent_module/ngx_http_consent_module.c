@@ -163,8 +163,8 @@ ngx_http_consent_category(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             && ngx_strncmp(c[i].id.data, value[1].data, value[1].len) == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate consent category \"%V\", "
-                               "first declared in %s:%ui",
+                               "duplicate consent category \"%V\" "
+                               "(also declared in %s:%ui)",
                                &value[1], c[i].file, c[i].line);
             return NGX_CONF_ERROR;
         }
@@ -247,8 +247,8 @@ ngx_http_consent_destination(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             && ngx_strncmp(d[i].name.data, value[1].data, value[1].len) == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate consent destination \"%V\", "
-                               "first declared in %s:%ui",
+                               "duplicate consent destination \"%V\" "
+                               "(also declared in %s:%ui)",
                                &value[1], d[i].file, d[i].line);
             return NGX_CONF_ERROR;
         }
