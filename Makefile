@@ -8,12 +8,15 @@ NGX_BUILD  := $(BUILD)/nginx
 MODULE     := $(BUILD)/ngx_http_consent_module.so
 SRCS       := $(wildcard ngx_consent_module/*.c ngx_consent_module/*.h)
 CORE_SRCS  := ngx_consent_module/consent_json.c \
-              ngx_consent_module/consent_event.c
+              ngx_consent_module/consent_event.c \
+              ngx_consent_module/consent_split.c
 
 CC         ?= cc
 CFLAGS_T   := -O1 -g -Wall -Wextra -Werror -std=c99 -Ingx_consent_module
 
-.PHONY: all deps run test test-unit test-prove clean
+FUZZ_TIME  ?= 60
+
+.PHONY: all deps run test test-unit test-prove fuzz fuzz-smoke clean
 
 all: $(MODULE)
 
@@ -41,7 +44,7 @@ $(MODULE): $(NGX_BUILD)/Makefile $(SRCS)
 run: $(MODULE)
 	sh demo/run.sh
 
-test: $(MODULE) test-unit test-prove
+test: $(MODULE) test-unit fuzz-smoke test-prove
 
 $(BUILD)/unit: t/unit/test_core.c $(CORE_SRCS) ngx_consent_module/consent_core.h
 	$(CC) $(CFLAGS_T) -fsanitize=address,undefined -o $@ t/unit/test_core.c \
@@ -52,6 +55,21 @@ test-unit: $(BUILD)/.deps $(BUILD)/unit
 
 test-prove: $(MODULE)
 	prove -j2 t/
+
+$(BUILD)/fuzz_core: t/fuzz/fuzz_core.c $(CORE_SRCS) \
+                   ngx_consent_module/consent_core.h $(BUILD)/.deps
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Ingx_consent_module -o $@ \
+	    t/fuzz/fuzz_core.c $(CORE_SRCS)
+
+# the seed corpus stays read-only; new inputs go to build/fuzz-corpus
+fuzz: $(BUILD)/fuzz_core
+	mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_core -max_total_time=$(FUZZ_TIME) -max_len=4096 \
+	    -print_final_stats=1 $(BUILD)/fuzz-corpus t/fuzz/corpus
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_TIME=15
 
 clean:
 	rm -rf $(BUILD)

@@ -105,6 +105,12 @@ typedef struct {
 } consent_span_t;
 
 
+typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} consent_slice_t;
+
+
 typedef void *(*consent_alloc_pt)(void *ctx, size_t size);
 
 
@@ -136,6 +142,15 @@ typedef struct {
 consent_code_e consent_process(const consent_policy_t *policy,
     consent_endpoint_e ep, const unsigned char *body, size_t len,
     consent_alloc_pt alloc, void *ctx, consent_result_t *res);
+
+/*
+ * The forwarded body of destination d, {"batch":[...],...}, as slices
+ * written to out, which must hold consent_split_max(res) entries.
+ * Returns the number of slices.
+ */
+size_t consent_split_max(const consent_result_t *res);
+size_t consent_split(const consent_result_t *res, size_t d,
+    const unsigned char *body, consent_slice_t *out);
 
 consent_endpoint_e consent_endpoint(const char *path, size_t len);
 const char *consent_type_name(consent_endpoint_e type);

@@ -419,103 +419,34 @@ ngx_http_consent_add(ngx_http_request_t *r, ngx_chain_t ***last, u_char *pos,
 }
 
 
-/*
- * {"batch":[ev,ev,...],<envelope members>}: consecutive events go as
- * one slice, with the separator the client used between them.
- */
-
 static ngx_chain_t *
 ngx_http_consent_batch_chain(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_uint_t d, off_t *len)
 {
-    u_char            *p, *body;
-    size_t             n;
-    ngx_buf_t         *b, *run;
-    ngx_uint_t         e;
-    ngx_chain_t       *chain, **last;
-    consent_event_t   *ev;
-    consent_result_t  *res;
+    size_t            i, n;
+    ngx_buf_t        *b;
+    ngx_chain_t      *chain, **last;
+    consent_slice_t  *sl;
 
-    res = &ctx->result;
-    body = ctx->body;
+    sl = ngx_palloc(r->pool,
+                    consent_split_max(&ctx->result) * sizeof(consent_slice_t));
+    if (sl == NULL) {
+        return NULL;
+    }
+
+    n = consent_split(&ctx->result, d, ctx->body, sl);
+
     chain = NULL;
     last = &chain;
     *len = 0;
-    run = NULL;
+    b = NULL;
 
-    b = ngx_http_consent_add(r, &last, (u_char *) "{\"batch\":[", 10, len);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    for (e = 0; e < res->nevents; e++) {
-
-        if (res->outcome[e * res->ndests + d] != CONSENT_DELIVER) {
-            run = NULL;
-            continue;
-        }
-
-        ev = &res->events[e];
-
-        if (run != NULL) {
-            *len += (body + ev->end) - run->last;
-            run->last = body + ev->end;
-            run->end = run->last;
-            continue;
-        }
-
-        if (*len > 10
-            && ngx_http_consent_add(r, &last, (u_char *) ",", 1, len) == NULL)
-        {
+    for (i = 0; i < n; i++) {
+        b = ngx_http_consent_add(r, &last, (u_char *) sl[i].data, sl[i].len,
+                                 len);
+        if (b == NULL) {
             return NULL;
         }
-
-        if (ev->insert_type) {
-            p = ngx_pnalloc(r->pool, sizeof("{\"type\":\"identify\",") - 1);
-            if (p == NULL) {
-                return NULL;
-            }
-
-            n = ngx_sprintf(p, "{\"type\":\"%s\"%s",
-                            consent_type_name(ev->type),
-                            ev->has_members ? "," : "") - p;
-
-            if (ngx_http_consent_add(r, &last, p, n, len) == NULL
-                || ngx_http_consent_add(r, &last, body + ev->start + 1,
-                                        ev->end - ev->start - 1, len)
-                   == NULL)
-            {
-                return NULL;
-            }
-
-            continue;
-        }
-
-        run = ngx_http_consent_add(r, &last, body + ev->start,
-                                   ev->end - ev->start, len);
-        if (run == NULL) {
-            return NULL;
-        }
-    }
-
-    if (ngx_http_consent_add(r, &last, (u_char *) "]", 1, len) == NULL) {
-        return NULL;
-    }
-
-    for (e = 0; e < res->nextra; e++) {
-        if (ngx_http_consent_add(r, &last, (u_char *) ",", 1, len) == NULL
-            || ngx_http_consent_add(r, &last, body + res->extra[e].start,
-                                    res->extra[e].end - res->extra[e].start,
-                                    len)
-               == NULL)
-        {
-            return NULL;
-        }
-    }
-
-    b = ngx_http_consent_add(r, &last, (u_char *) "}", 1, len);
-    if (b == NULL) {
-        return NULL;
     }
 
     b->last_buf = 1;

@@ -1,0 +1,196 @@
+
+/*
+ * libFuzzer target over the whole core: request bytes and a policy in,
+ * decisions and forwarded slices out.  Beyond not crashing it checks
+ * that every destination's forwarded body is valid JSON holding exactly
+ * its delivered events, in order, each byte-identical to its slice of
+ * the input.
+ *
+ * Input: byte 0 picks the endpoint, byte 1 the limits, the rest is the
+ * request body.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consent_core.h"
+
+
+#define MAX_BLOCKS  4096
+
+static void    *blocks[MAX_BLOCKS];
+static size_t   nblocks;
+
+
+static void *
+fuzz_alloc(void *ctx, size_t size)
+{
+    void  *p;
+
+    (void) ctx;
+
+    if (nblocks == MAX_BLOCKS) {
+        return NULL;
+    }
+
+    p = malloc(size ? size : 1);
+    blocks[nblocks++] = p;
+    return p;
+}
+
+
+static void
+fuzz_free_all(void)
+{
+    while (nblocks) {
+        free(blocks[--nblocks]);
+    }
+}
+
+
+static const consent_str_t  cats[] = {
+    { "C0001", 5 }, { "C0002", 5 }, { "C0003", 5 }, { "C0004", 5 }
+};
+
+
+#define CHECK(cond)                                                          \
+    if (!(cond)) {                                                           \
+        fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__,   \
+                __LINE__);                                                   \
+        abort();                                                             \
+    }
+
+
+static void
+check_destination(const consent_result_t *res, size_t d,
+    const unsigned char *body, size_t len)
+{
+    size_t                nsl, i, total, e, k;
+    unsigned char        *out, *p;
+    consent_slice_t      *sl;
+    consent_json_t        js;
+    uint32_t              t, batch;
+    const consent_event_t  *ev;
+
+    (void) len;
+
+    sl = malloc(consent_split_max(res) * sizeof(consent_slice_t));
+    nsl = consent_split(res, d, body, sl);
+    CHECK(nsl <= consent_split_max(res));
+
+    total = 0;
+    for (i = 0; i < nsl; i++) {
+        total += sl[i].len;
+    }
+
+    out = malloc(total + 1);
+    p = out;
+    for (i = 0; i < nsl; i++) {
+        memcpy(p, sl[i].data, sl[i].len);
+        p += sl[i].len;
+    }
+
+    CHECK(consent_json_scan(&js, out, total, fuzz_alloc, NULL) == 0);
+    CHECK(js.tok[0].type == CONSENT_JSON_OBJECT);
+
+    /* the first member is "batch": [...] */
+    CHECK(js.tok[0].next > 2);
+    CHECK(consent_json_str_eq(out, &js.tok[1], "batch", 5));
+    batch = 2;
+    CHECK(js.tok[batch].type == CONSENT_JSON_ARRAY);
+
+    t = batch + 1;
+    for (e = 0; e < res->nevents; e++) {
+        if (res->outcome[e * res->ndests + d] != CONSENT_DELIVER) {
+            continue;
+        }
+
+        ev = &res->events[e];
+        CHECK(ev->code == CONSENT_OK);
+        CHECK(t < js.tok[batch].next);
+        CHECK(js.tok[t].type == CONSENT_JSON_OBJECT);
+
+        if (ev->insert_type) {
+            /* the input's members follow the inserted "type" */
+            k = ev->end - ev->start - 1;
+            CHECK(js.tok[t].end - js.tok[t].start > k);
+            CHECK(memcmp(out + js.tok[t].end - k, body + ev->start + 1, k)
+                  == 0);
+
+        } else {
+            CHECK(js.tok[t].end - js.tok[t].start == ev->end - ev->start);
+            CHECK(memcmp(out + js.tok[t].start, body + ev->start,
+                         ev->end - ev->start) == 0);
+        }
+
+        t = js.tok[t].next;
+    }
+
+    CHECK(t == js.tok[batch].next);
+
+    free(out);
+    free(sl);
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t            d, e, accepted;
+    consent_dest_t    dests[5];
+    consent_policy_t  policy;
+    consent_result_t  res;
+
+    if (size < 2) {
+        return 0;
+    }
+
+    memset(dests, 0, sizeof(dests));
+    dests[0].name.data = "amplitude"; dests[0].name.len = 9;
+    dests[0].enforce = 1; dests[0].mask[0] = 0x2;
+    dests[1].name.data = "facebook"; dests[1].name.len = 8;
+    dests[1].enforce = 1; dests[1].mask[0] = 0xc;
+    dests[2].name.data = "warehouse"; dests[2].name.len = 9;
+    dests[2].enforce = 0; dests[2].mask[0] = 0x1;
+    dests[3].name.data = "webhook"; dests[3].name.len = 7;
+    dests[3].enforce = 1;
+    dests[4].name.data = "All"; dests[4].name.len = 3;
+    dests[4].enforce = 1; dests[4].mask[0] = 0xf;
+
+    policy.categories = cats;
+    policy.ncategories = 4;
+    policy.dests = dests;
+    policy.ndests = 5;
+    policy.max_event_size = (data[1] & 0x80) ? 64 : 32 * 1024;
+    policy.max_events = (data[1] & 0x40) ? 3 : 2500;
+
+    consent_process(&policy, (consent_endpoint_e) (data[0] % 7 + 1),
+                    data + 2, size - 2, fuzz_alloc, NULL, &res);
+
+    if (res.code == CONSENT_OK) {
+        accepted = 0;
+
+        for (e = 0; e < res.nevents; e++) {
+            CHECK(res.events[e].start < res.events[e].end);
+            CHECK(res.events[e].end <= size - 2);
+            accepted += res.events[e].code == CONSENT_OK;
+
+            for (d = 0; d < policy.ndests; d++) {
+                CHECK(res.events[e].code == CONSENT_OK
+                      || res.outcome[e * policy.ndests + d] == CONSENT_SKIP);
+                CHECK(res.events[e].code != CONSENT_OK
+                      || res.outcome[e * policy.ndests + d] != CONSENT_SKIP);
+            }
+        }
+
+        CHECK(accepted == res.naccepted);
+
+        for (d = 0; d < policy.ndests; d++) {
+            check_destination(&res, d, data + 2, size - 2);
+        }
+    }
+
+    fuzz_free_all();
+    return 0;
+}
