@@ -86,6 +86,12 @@ typedef struct {
     size_t                 ndests;
     size_t                 max_event_size;
     size_t                 max_events;
+
+    /* filled by consent_policy_prepare() */
+    uint16_t              *cat_index;
+    size_t                 cat_mask;
+    uint16_t              *dest_index;
+    size_t                 dest_mask;
 } consent_policy_t;
 
 
@@ -132,6 +138,11 @@ typedef struct {
     consent_span_t   *extra;
     uint32_t          nextra;
 } consent_result_t;
+
+
+/* builds the lookup index of a policy; call once after filling it */
+int consent_policy_prepare(consent_policy_t *p, consent_alloc_pt alloc,
+    void *ctx);
 
 
 /*
@@ -194,6 +205,12 @@ int consent_json_scan(consent_json_t *js, const unsigned char *p,
     size_t len, consent_alloc_pt alloc, void *ctx);
 int consent_json_str_eq(const unsigned char *base,
     const consent_json_tok_t *t, const char *s, size_t n);
+
+
+long consent_policy_category(const consent_policy_t *p,
+    const unsigned char *b, const consent_json_tok_t *key);
+long consent_policy_dest(const consent_policy_t *p, const unsigned char *b,
+    const consent_json_tok_t *key);
 
 
 #endif /* _CONSENT_CORE_H_INCLUDED_ */

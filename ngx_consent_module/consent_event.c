@@ -210,6 +210,80 @@ read_context(const unsigned char *b, const consent_json_tok_t *tok,
 }
 
 
+enum {
+    K_OTHER = 0,
+    K_TYPE,
+    K_EVENT,
+    K_BATCH,
+    K_USER_ID,
+    K_CONTEXT,
+    K_ANON_ID,
+    K_INTEGRATIONS
+};
+
+static const struct {
+    const char  *name;
+    size_t       len;
+} event_keys[] = {
+    { "", 0 },
+    { "type", 4 },
+    { "event", 5 },
+    { "batch", 5 },
+    { "userId", 6 },
+    { "context", 7 },
+    { "anonymousId", 11 },
+    { "integrations", 12 }
+};
+
+
+/* which of the top-level keys the gateway reads this key is */
+static int
+event_key(const unsigned char *b, const consent_json_tok_t *k)
+{
+    const unsigned char  *p = b + k->start + 1;
+    size_t                n = k->end - k->start - 2;
+    int                   i;
+
+    if (k->escaped) {
+        for (i = K_TYPE; i <= K_INTEGRATIONS; i++) {
+            if (consent_json_str_eq(b, k, event_keys[i].name,
+                                    event_keys[i].len))
+            {
+                return i;
+            }
+        }
+
+        return K_OTHER;
+    }
+
+    /* keys are at least 4 bytes apart in length but for event/batch */
+    switch (n) {
+    case 4:
+        i = K_TYPE;
+        break;
+    case 5:
+        i = (p[0] == 'e') ? K_EVENT : K_BATCH;
+        break;
+    case 6:
+        i = K_USER_ID;
+        break;
+    case 7:
+        i = K_CONTEXT;
+        break;
+    case 11:
+        i = K_ANON_ID;
+        break;
+    case 12:
+        i = K_INTEGRATIONS;
+        break;
+    default:
+        return K_OTHER;
+    }
+
+    return memcmp(p, event_keys[i].name, n) == 0 ? i : K_OTHER;
+}
+
+
 /*
  * Reads the interpreted members of an event or batch object.  Returns
  * the tape index of the "batch" member's value (envelopes only).
@@ -218,48 +292,43 @@ static uint32_t
 read_fields(const unsigned char *b, const consent_json_tok_t *tok,
     uint32_t obj, fields_t *f, consent_span_t *extra, uint32_t *nextra)
 {
-    uint32_t                   i, batch;
-    const consent_json_tok_t  *k;
+    uint32_t   i, batch, *slot;
+    int        key;
 
     memset(f, 0, sizeof(fields_t));
     batch = 0;
 
     for (i = obj + 1; i < tok[obj].next; i = tok[i + 1].next) {
-        k = &tok[i];
-
-        if (extra != NULL && IS_KEY(b, k, "batch")) {
-            take(f, &batch, i + 1);
-            continue;
-        }
+        key = event_key(b, &tok[i]);
 
         if (extra != NULL) {
-            /* envelope members travel with every forwarded batch */
-            extra[*nextra].start = k->start;
+            /* an envelope: its members travel with every forwarded batch */
+
+            if (key == K_BATCH) {
+                take(f, &batch, i + 1);
+                continue;
+            }
+
+            extra[*nextra].start = tok[i].start;
             extra[*nextra].end = tok[i + 1].end;
             (*nextra)++;
+
+            if (key != K_CONTEXT && key != K_INTEGRATIONS) {
+                continue;
+            }
         }
 
-        if (IS_KEY(b, k, "context")) {
-            take(f, &f->context, i + 1);
-
-        } else if (IS_KEY(b, k, "integrations")) {
-            take(f, &f->integrations, i + 1);
-
-        } else if (extra != NULL) {
-            continue;
-
-        } else if (IS_KEY(b, k, "type")) {
-            take(f, &f->type, i + 1);
-
-        } else if (IS_KEY(b, k, "event")) {
-            take(f, &f->event, i + 1);
-
-        } else if (IS_KEY(b, k, "userId")) {
-            take(f, &f->user_id, i + 1);
-
-        } else if (IS_KEY(b, k, "anonymousId")) {
-            take(f, &f->anon_id, i + 1);
+        switch (key) {
+        case K_TYPE:         slot = &f->type; break;
+        case K_EVENT:        slot = &f->event; break;
+        case K_USER_ID:      slot = &f->user_id; break;
+        case K_ANON_ID:      slot = &f->anon_id; break;
+        case K_CONTEXT:      slot = &f->context; break;
+        case K_INTEGRATIONS: slot = &f->integrations; break;
+        default:             continue;
         }
+
+        take(f, slot, i + 1);
     }
 
     if (f->context && tok[f->context].type == CONSENT_JSON_OBJECT) {
@@ -288,7 +357,7 @@ read_integrations(const route_t *r, uint32_t obj, uint8_t *state,
 {
     const consent_json_tok_t  *tok = r->tok;
     uint32_t                   i;
-    size_t                     d;
+    long                       d;
     uint8_t                    v;
 
     if (obj == 0 || tok[obj].type != CONSENT_JSON_OBJECT) {
@@ -306,14 +375,10 @@ read_integrations(const route_t *r, uint32_t obj, uint8_t *state,
             continue;
         }
 
-        for (d = 0; d < r->policy->ndests; d++) {
-            if (state[d] != INTEG_OFF
-                && consent_json_str_eq(r->b, &tok[i],
-                                       r->policy->dests[d].name.data,
-                                       r->policy->dests[d].name.len))
-            {
-                state[d] = v;
-            }
+        d = consent_policy_dest(r->policy, r->b, &tok[i]);
+
+        if (d >= 0 && state[d] != INTEG_OFF) {
+            state[d] = v;
         }
     }
 }
@@ -327,7 +392,8 @@ read_prefs(const route_t *r, uint32_t prefs, uint64_t *consented)
     const consent_policy_t    *p = r->policy;
     uint64_t                   no[CONSENT_MASK_WORDS];
     uint32_t                   i;
-    size_t                     c, w;
+    long                       c;
+    size_t                     w;
 
     memset(consented, 0, r->nwords * sizeof(uint64_t));
 
@@ -338,17 +404,17 @@ read_prefs(const route_t *r, uint32_t prefs, uint64_t *consented)
     memset(no, 0, r->nwords * sizeof(uint64_t));
 
     for (i = prefs + 1; i < tok[prefs].next; i = tok[i + 1].next) {
-        for (c = 0; c < p->ncategories; c++) {
-            if (consent_json_str_eq(r->b, &tok[i], p->categories[c].data,
-                                    p->categories[c].len))
-            {
-                if (tok[i + 1].type == CONSENT_JSON_TRUE) {
-                    consented[c / 64] |= (uint64_t) 1 << (c % 64);
+        c = consent_policy_category(p, r->b, &tok[i]);
 
-                } else {
-                    no[c / 64] |= (uint64_t) 1 << (c % 64);
-                }
-            }
+        if (c < 0) {
+            continue;
+        }
+
+        if (tok[i + 1].type == CONSENT_JSON_TRUE) {
+            consented[c / 64] |= (uint64_t) 1 << (c % 64);
+
+        } else {
+            no[c / 64] |= (uint64_t) 1 << (c % 64);
         }
     }
 

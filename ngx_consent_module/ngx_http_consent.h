@@ -73,6 +73,7 @@ typedef struct {
     ngx_uint_t                  ndeliveries;
     ngx_uint_t                  pending;
     unsigned                    replied:1;
+    unsigned                    internal_error:1;
 } ngx_http_consent_ctx_t;
 
 

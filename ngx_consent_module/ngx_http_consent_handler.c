@@ -218,8 +218,13 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
     rc = ngx_http_consent_fan_out(r, ctx);
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        if (ctx->pending == 0) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        /* answer 500 once the subrequests already started are done */
+        ctx->internal_error = 1;
     }
 
     if (ctx->pending == 0) {
@@ -517,6 +522,11 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
     ctx->replied = 1;
     res = &ctx->result;
+
+    if (ctx->internal_error) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
 
     nrejected = res->nevents - res->naccepted;

@@ -463,6 +463,13 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+static void *
+ngx_http_consent_conf_alloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
+
+
 /* resolves category names to bits of the enabled categories */
 
 static ngx_int_t
@@ -557,6 +564,13 @@ ngx_http_consent_build_policy(ngx_conf_t *cf,
     conf->policy.ndests = ndests;
     conf->policy.max_event_size = conf->max_event_size;
     conf->policy.max_events = conf->max_events;
+
+    if (consent_policy_prepare(&conf->policy, ngx_http_consent_conf_alloc,
+                               cf->pool)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
