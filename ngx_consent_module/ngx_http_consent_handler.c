@@ -802,8 +802,11 @@ ngx_http_consent_cors(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_consent_preflight(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
-    ngx_str_t  v;
+    ngx_int_t                     rc;
+    ngx_str_t                     v;
+    ngx_http_consent_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -813,6 +816,10 @@ ngx_http_consent_preflight(ngx_http_request_t *r)
     r->headers_out.status = NGX_HTTP_NO_CONTENT;
     r->headers_out.content_length_n = 0;
     r->header_only = 1;
+
+    if (clcf->cors == NGX_HTTP_CONSENT_CORS_OFF) {
+        return ngx_http_send_header(r);
+    }
 
     if (ngx_http_consent_cors(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

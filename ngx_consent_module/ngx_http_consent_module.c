@@ -530,6 +530,12 @@ ngx_http_consent_build_policy(ngx_conf_t *cf,
             }
 
             if (k == ncats) {
+                if (!conf->ingest) {
+                    /* checked where the list is used: a deeper level
+                     * may declare the category; this policy is unused */
+                    continue;
+                }
+
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                               "consent_destination \"%V\" maps to unknown "
                               "consent category \"%V\" in %s:%ui",

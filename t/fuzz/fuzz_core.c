@@ -147,6 +147,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     memset(dests, 0, sizeof(dests));
+    memset(&policy, 0, sizeof(policy));
     dests[0].name.data = "amplitude"; dests[0].name.len = 9;
     dests[0].enforce = 1; dests[0].mask[0] = 0x2;
     dests[1].name.data = "facebook"; dests[1].name.len = 8;
@@ -164,6 +165,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     policy.ndests = 5;
     policy.max_event_size = (data[1] & 0x80) ? 64 : 32 * 1024;
     policy.max_events = (data[1] & 0x40) ? 3 : 2500;
+
+    /* byte 1 bit 5: the linear lookup used without an index */
+    if (!(data[1] & 0x20) && consent_policy_prepare(&policy, fuzz_alloc, NULL)
+        != 0)
+    {
+        fuzz_free_all();
+        return 0;
+    }
 
     consent_process(&policy, (consent_endpoint_e) (data[0] % 7 + 1),
                     data + 2, size - 2, fuzz_alloc, NULL, &res);

@@ -1,0 +1,799 @@
+package ConsentTest;
+
+# Test harness for ngx_consent: starts one demo/sink.pl per destination,
+# the stock /usr/sbin/nginx with the module on a generated config in a
+# temporary prefix, sends requests and reads back what each sink got.
+#
+#   my $t = ConsentTest->new(
+#       dests     => { amplitude => {}, facebook => { status => 500 } },
+#       http      => $http_snippet,     # consent_category/destination ...
+#       server    => $server_snippet,   # inside server { }
+#       locations => $more_locations,   # inside server { }, after /v1/
+#   );
+#   my $res = $t->post('/v1/track', $body, { Authorization => ... });
+#   my @ev  = $t->received_events('amplitude');
+#
+# Synchronisation: the module replies only after every destination
+# answered and the sink logs a request before answering it, so the sink
+# logs are complete once the reply is in.  Nothing here sleeps to wait
+# for the module.
+#
+# Destination options (dests => { NAME => { ... } }):
+#   status => CODE     sink answers CODE
+#   mode   => 'hang' | 'close'
+#   closed => 1        no sink: the location points at a closed port
+#   keepalive => N     upstream block with keepalive N and HTTP/1.1 (the
+#                      default, N = 4); 0: plain proxy_pass, HTTP/1.0
+#   extra  => '...'    more directives inside location /_dest/NAME
+#   path   => '/p'     upstream URI (default /NAME)
+#
+# Placeholders in snippets: %%PORT_NAME%%, %%PREFIX%%, %%NGINX_PORT%%.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Spec;
+use File::Path qw(remove_tree);
+use File::Temp qw(tempdir);
+use Scalar::Util ();
+use HTTP::Tiny;
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Test::More ();
+use Time::HiRes qw(sleep time);
+
+our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+our $ROOT = abs_path(File::Spec->catdir(dirname(abs_path(__FILE__)),
+                                        '..', '..'));
+our $MODULE = "$ROOT/build/ngx_http_consent_module.so";
+our $SINK = "$ROOT/demo/sink.pl";
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+# instances not stopped yet: stopped at END (before File::Temp's END and
+# Test::Builder's, which were set up earlier), also when a test died
+our %LIVE;
+
+END {
+    local $?;
+    for my $t (grep { defined } values %LIVE) {
+        $t->stop;
+        $t->_cleanup;
+    }
+}
+
+sub root   { $ROOT }
+sub module { $MODULE }
+
+sub _check_module {
+    return if $ENV{CONSENT_TEST_NO_MODULE};
+    Test::More::BAIL_OUT("$MODULE not found: run make first")
+        unless -f $MODULE;
+}
+
+
+# ---------------------------------------------------------------------
+# default consent configuration (README's example)
+
+sub default_consent {
+    return <<'EOF';
+    consent_category C0002 "Performance";
+    consent_category C0004 "Targeting";
+    consent_category C0005 "Social" off;
+    consent_destination amplitude /_dest/amplitude C0002;
+    consent_destination facebook  /_dest/facebook  C0004 C0005;
+    consent_destination warehouse /_dest/warehouse enforce=off;
+    consent_destination webhook   /_dest/webhook;
+EOF
+}
+
+sub default_dests {
+    return { amplitude => {}, facebook => {}, warehouse => {},
+             webhook => {} };
+}
+
+
+# ---------------------------------------------------------------------
+# start / stop
+
+sub new {
+    my ($class, %args) = @_;
+
+    _check_module() unless $args{no_module};
+
+    my $self = bless {
+        dests     => $args{dests} // {},
+        http      => $args{http} // '',
+        server    => $args{server} // '',
+        locations => $args{locations} // '',
+        main      => $args{main} // '',
+        no_module => $args{no_module},
+        sinks     => {},
+        offsets   => {},
+        owner     => $$,
+    }, $class;
+
+    # removed when the object goes away (logs stay readable after stop)
+    $self->{prefix} = tempdir('consent-t-XXXXXX', TMPDIR => 1, CLEANUP => 0);
+    $LIVE{$self + 0} = $self;
+    Scalar::Util::weaken($LIVE{$self + 0});
+    Test::More::diag("prefix $self->{prefix}") if $ENV{CONSENT_TEST_KEEP};
+    mkdir "$self->{prefix}/$_" for qw(logs client_body proxy fastcgi uwsgi
+                                      scgi);
+
+    for my $name (sort keys %{ $self->{dests} }) {
+        $self->_start_sink($name, $self->{dests}{$name});
+    }
+
+    # a free port may be taken between our probe and nginx's bind(): retry
+    my $err;
+    for my $try (1 .. 5) {
+        $self->{port} = free_port();
+        $self->_write_conf;
+        my ($rc, $out) = _run($NGINX, '-p', $self->{prefix},
+                              '-c', "$self->{prefix}/nginx.conf",
+                              '-e', "$self->{prefix}/error.log");
+        if ($rc == 0) {
+            $self->{started} = 1;
+            $self->{log_start} = -s "$self->{prefix}/error.log" // 0;
+            return $self;
+        }
+        $err = $out . "\n" . $self->error_log;
+        last unless $err =~ /Address already in use/;
+    }
+
+    my $conf = $self->conf_text;
+    $self->stop;
+    die "nginx failed to start:\n$err\nconfig:\n" . $conf;
+}
+
+sub _start_sink {
+    my ($self, $name, $o) = @_;
+
+    my $log = "$self->{prefix}/sink-$name.log";
+
+    if ($o->{closed}) {
+        $self->{sinks}{$name} = { port => free_port(), log => $log };
+        open my $fh, '>', $log or die "$log: $!";
+        close $fh;
+        $self->{offsets}{$name} = 0;
+        return;
+    }
+
+    my @cmd = ($^X, $SINK, '--name', $name, '--log', $log);
+    push @cmd, '--status', $o->{status} if $o->{status};
+    push @cmd, '--mode', $o->{mode} if $o->{mode};
+
+    my $pid = open(my $out, '-|', @cmd) // die "cannot start sink: $!";
+    my $line = <$out>;
+    defined $line && $line =~ /^PORT (\d+)$/
+        or die "sink $name did not report its port: "
+             . ($line // 'EOF');
+
+    $self->{sinks}{$name} = { pid => $pid, fh => $out, port => $1,
+                              log => $log };
+    $self->{offsets}{$name} = 0;
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1,
+                                  ReuseAddr => 1)
+        or die "cannot probe a free port: $@";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub port   { $_[0]{port} }
+sub prefix { $_[0]{prefix} }
+sub sink_port { $_[0]{sinks}{$_[1]}{port} }
+
+sub _subst {
+    my ($self, $text) = @_;
+    $text =~ s{%%PORT_(\w+)%%}{
+        exists $self->{sinks}{$1} ? $self->{sinks}{$1}{port}
+                                  : die "no destination $1 for %%PORT_$1%%"
+    }ge;
+    $text =~ s/%%PREFIX%%/$self->{prefix}/g;
+    $text =~ s/%%NGINX_PORT%%/$self->{port}/g;
+    return $text;
+}
+
+sub _write_conf {
+    my ($self) = @_;
+
+    my $p = $self->{prefix};
+    my $server = $self->_subst($self->{server});
+    my $locations = $self->_subst($self->{locations});
+
+    my $conf = '';
+    $conf .= "load_module $MODULE;\n" unless $self->{no_module};
+    $conf .= "user root;\n" if $> == 0;
+    $conf .= <<"EOF";
+worker_processes 2;
+master_process on;
+daemon on;
+pid $p/nginx.pid;
+error_log $p/error.log info;
+EOF
+    $conf .= $self->_subst($self->{main});
+    $conf .= <<"EOF";
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log $p/access.log;
+    client_body_temp_path $p/client_body;
+    proxy_temp_path       $p/proxy;
+    fastcgi_temp_path     $p/fastcgi;
+    uwsgi_temp_path       $p/uwsgi;
+    scgi_temp_path        $p/scgi;
+
+EOF
+    $conf .= $self->_subst($self->{http}) . "\n";
+
+    my $upstreams = '';
+    my $dest_locs = '';
+    for my $name (sort keys %{ $self->{dests} }) {
+        my $o = $self->{dests}{$name};
+        my $port = $self->{sinks}{$name}{port};
+        my $path = $o->{path} // "/$name";
+        my $extra = $self->_subst($o->{extra} // '');
+        next if ($server . $locations) =~ m{location\s+/_dest/\Q$name\E\s*\{};
+        my $target;
+        my $ka = '';
+        my $keepalive = $o->{keepalive} // 4;
+        if ($keepalive) {
+            $upstreams .= "    upstream sink_$name {\n"
+                        . "        server 127.0.0.1:$port;\n"
+                        . "        keepalive $keepalive;\n    }\n";
+            $target = "http://sink_$name$path";
+            $ka = "            proxy_http_version 1.1;\n"
+                . "            proxy_set_header Connection \"\";\n";
+        } else {
+            $target = "http://127.0.0.1:$port$path";
+        }
+        $dest_locs .= <<"EOF";
+        location /_dest/$name {
+            internal;
+            proxy_set_header Content-Type application/json;
+$ka            proxy_pass $target;
+$extra
+        }
+EOF
+    }
+
+    $conf .= $upstreams;
+    $conf .= "    server {\n        listen 127.0.0.1:$self->{port};\n";
+    $conf .= $server . "\n";
+    $conf .= "        location /v1/ { consent_ingest; }\n"
+        unless $self->{no_module}
+            || ($server . $locations) =~ m{location\s+(=\s*)?/v1/?\s*\{};
+    $conf .= $locations . "\n";
+    $conf .= $dest_locs;
+    $conf .= "    }\n}\n";
+
+    open my $fh, '>', "$p/nginx.conf" or die "$p/nginx.conf: $!";
+    print {$fh} $conf;
+    close $fh;
+    $self->{conf} = $conf;
+}
+
+sub conf_text { $_[0]{conf} }
+
+sub _run {
+    my (@cmd) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+sub master_pid {
+    my ($self) = @_;
+    my $file = "$self->{prefix}/nginx.pid";
+    # the daemonised master writes its pid file just after the starting
+    # process returned: bounded poll
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        if (open my $fh, '<', $file) {
+            my $pid = <$fh>;
+            close $fh;
+            return $1 if defined $pid && $pid =~ /^(\d+)\s*$/;
+        }
+        sleep 0.02;
+    }
+    return undef;
+}
+
+sub stop {
+    my ($self) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    return if $self->{stopped} || $self->{owner} != $$;
+    $self->{stopped} = 1;
+
+    if (!$self->{started}) {
+        $self->_kill_sinks;
+        $self->_cleanup;
+        return;
+    }
+
+    my $pid = $self->master_pid;
+    my $quit_ok = 0;
+    if ($pid) {
+        # graceful quit (nginx -s quit), escalating if it does not finish
+        $quit_ok = _signal_wait($pid, 'QUIT', 15);
+        _signal_wait($pid, 'TERM', 5) || _signal_wait($pid, 'KILL', 5)
+            unless $quit_ok;
+    }
+
+    $self->_kill_sinks;
+
+    my $log = $self->error_log;
+    my $after = substr($log, $self->{log_start} // 0);
+    my @bad;
+    push @bad, grep { /\[alert\]/ } split /\n/, $log;
+    push @bad, grep { /\[emerg\]/ } split /\n/, $after;
+    push @bad, grep { /exited on signal/ && !/\[alert\]/ } split /\n/, $log;
+
+    Test::More::ok($pid && $quit_ok,
+                   "nginx quit gracefully (pid " . ($pid // 'none') . ")");
+    Test::More::ok(!@bad, "error.log has no alert, emerg or crash")
+        or Test::More::diag(join "\n", @bad);
+
+}
+
+# The prefix (logs included) stays readable after stop() until the object
+# goes away.
+sub _cleanup {
+    my ($self) = @_;
+    return if $self->{owner} != $$ || $self->{cleaned}++;
+    delete $LIVE{$self + 0};
+    remove_tree($self->{prefix}) unless $ENV{CONSENT_TEST_KEEP};
+}
+
+sub _signal_wait {
+    my ($pid, $sig, $secs) = @_;
+    kill $sig, $pid or return 1;     # already gone
+    my $deadline = time + $secs;
+    while (time < $deadline) {
+        return 1 unless _alive($pid);
+        sleep 0.02;
+    }
+    return 0;
+}
+
+# The daemonised master is not our child: once it exits it may stay a
+# zombie until init reaps it, which counts as gone.
+sub _alive {
+    my ($pid) = @_;
+    return 0 unless kill 0, $pid;
+    if (open my $fh, '<', "/proc/$pid/stat") {
+        my $stat = <$fh> // '';
+        close $fh;
+        return 0 if $stat =~ /^\d+ \(.*\) [ZX] /s;
+    }
+    return 1;
+}
+
+sub _kill_sinks {
+    my ($self) = @_;
+    for my $s (values %{ $self->{sinks} }) {
+        next unless $s->{pid};
+        kill 'TERM', $s->{pid};
+        close $s->{fh};             # waits for the sink to exit
+        delete $s->{pid};
+    }
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    $self->stop;
+    $self->_cleanup;
+}
+
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{prefix}/error.log" or return '';
+    local $/;
+    my $s = <$fh>;
+    close $fh;
+    return $s // '';
+}
+
+
+# ---------------------------------------------------------------------
+# requests
+
+sub _http {
+    my ($self) = @_;
+    return $self->{ua} //= HTTP::Tiny->new(timeout => 30, keep_alive => 0,
+                                           agent => 'consent-test/1');
+}
+
+sub url { "http://127.0.0.1:$_[0]{port}$_[1]" }
+
+sub request {
+    my ($self, $method, $path, $body, $headers) = @_;
+    my %o = (headers => { %{ $headers // {} } });
+    $o{content} = $body if defined $body;
+    my $res = $self->_http->request($method, $self->url($path), \%o);
+    _decode_json_reply($res);
+    return $res;
+}
+
+sub post {
+    my ($self, $path, $body, $headers) = @_;
+    my $h = { 'Content-Type' => 'application/json', %{ $headers // {} } };
+    return $self->request('POST', $path, $body, $h);
+}
+
+sub _decode_json_reply {
+    my ($res) = @_;
+    $res->{json} = undef;
+    if (defined $res->{content} && length $res->{content}) {
+        $res->{json} = eval { $JSON->decode($res->{content}) };
+    }
+    return $res;
+}
+
+# Sends a hand-made request (bytes as given) and parses the reply:
+# { status, headers => {lc name => value}, content, json, raw }.
+sub raw_request {
+    my ($self, $data) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $self->{port},
+                                  Proto => 'tcp', Timeout => 10)
+        or die "connect: $@";
+    binmode $s;
+    my $off = 0;
+    while ($off < length $data) {
+        my $n = syswrite($s, $data, length($data) - $off, $off);
+        die "write: $!" unless defined $n;
+        $off += $n;
+    }
+    my $sel = IO::Select->new($s);
+    my $raw = '';
+    my $deadline = time + 30;
+    while (time < $deadline) {
+        last unless $sel->can_read($deadline - time);
+        my $n = sysread($s, $raw, 65536, length $raw);
+        last unless $n;
+        # stop once a complete Content-Length reply is in
+        if ($raw =~ /\A(.*?\r\n\r\n)/s) {
+            my $head = $1;
+            if ($head =~ /^Content-Length:\s*(\d+)/mi
+                && length($raw) >= length($head) + $1)
+            {
+                last;
+            }
+        }
+    }
+    close $s;
+    return parse_reply($raw);
+}
+
+sub parse_reply {
+    my ($raw) = @_;
+    my %res = (raw => $raw, status => 0, headers => {}, content => '');
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    return \%res unless defined $head;
+    my ($line, @h) = split /\r\n/, $head;
+    ($res{status}) = ($line // '') =~ m{^HTTP/\d\.\d (\d+)};
+    $res{status} //= 0;
+    for (@h) {
+        my ($n, $v) = /^([^:]+):\s*(.*)$/ or next;
+        $n = lc $n;
+        $res{headers}{$n} = exists $res{headers}{$n}
+                            ? "$res{headers}{$n}, $v" : $v;
+    }
+    $body //= '';
+    if (($res{headers}{'transfer-encoding'} // '') =~ /chunked/i) {
+        my $out = '';
+        while ($body =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $n = hex $1;
+            last if $n == 0;
+            $out .= substr($body, 0, $n);
+            substr($body, 0, $n + 2) = '';
+        }
+        $body = $out;
+    } elsif (defined $res{headers}{'content-length'}) {
+        $body = substr($body, 0, $res{headers}{'content-length'});
+    }
+    $res{content} = $body;
+    $res{success} = $res{status} >= 200 && $res{status} < 300;
+    return _decode_json_reply(\%res);
+}
+
+# POST with a chunked request body: @chunks are sent as separate chunks.
+sub post_chunked {
+    my ($self, $path, $chunks, $headers) = @_;
+    my $req = "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            . "Connection: close\r\nContent-Type: application/json\r\n"
+            . "Transfer-Encoding: chunked\r\n";
+    $req .= "$_: $headers->{$_}\r\n" for sort keys %{ $headers // {} };
+    $req .= "\r\n";
+    $req .= sprintf("%x\r\n%s\r\n", length $_, $_) for @$chunks;
+    $req .= "0\r\n\r\n";
+    return $self->raw_request($req);
+}
+
+
+# ---------------------------------------------------------------------
+# what the sinks received
+
+sub _read_log {
+    my ($self, $name) = @_;
+    my $s = $self->{sinks}{$name} or die "no destination '$name'";
+    open my $fh, '<', $s->{log} or return ('', 0);
+    binmode $fh;
+    local $/;
+    my $all = <$fh> // '';
+    close $fh;
+    return (substr($all, $self->{offsets}{$name}), length $all);
+}
+
+# Records of the requests NAME received since the last clear():
+# { name, method, uri, headers, body (raw bytes), json (decoded or undef) }
+sub received {
+    my ($self, $name) = @_;
+    my ($text) = $self->_read_log($name);
+    my $lat = JSON::PP->new->latin1;
+    my @r;
+    for my $line (split /\n/, $text) {
+        my $rec = $lat->decode($line);
+        $rec->{json} = eval { $JSON->decode($rec->{body}) };
+        push @r, $rec;
+    }
+    return @r;
+}
+
+# Decoded events of all batches NAME received since the last clear().
+sub received_events {
+    my ($self, $name) = @_;
+    my @ev;
+    for my $r ($self->received($name)) {
+        die "destination $name got a body that is not a JSON batch: "
+            . $r->{body}
+            unless ref $r->{json} eq 'HASH' && ref $r->{json}{batch} eq 'ARRAY';
+        push @ev, @{ $r->{json}{batch} };
+    }
+    return @ev;
+}
+
+# Raw text of every event NAME received since the last clear(), in order.
+sub received_raw_events {
+    my ($self, $name) = @_;
+    my @ev;
+    for my $r ($self->received($name)) {
+        my $m = raw_members($r->{body})
+            or die "destination $name got an unparsable body: $r->{body}";
+        my ($batch) = grep { $_->[0] eq '"batch"' } @$m;
+        die "no batch in $r->{body}" unless $batch;
+        push @ev, @{ raw_elements($batch->[1]) };
+    }
+    return @ev;
+}
+
+# Number of requests NAME received since the last clear().
+sub count {
+    my ($self, $name) = @_;
+    my @r = $self->received($name);
+    return scalar @r;
+}
+
+sub clear {
+    my ($self) = @_;
+    for my $name (keys %{ $self->{sinks} }) {
+        my (undef, $len) = $self->_read_log($name);
+        $self->{offsets}{$name} = $len;
+    }
+}
+
+sub dest_names { sort keys %{ $_[0]{dests} } }
+
+# Asserts that no destination received anything since the last clear().
+sub nothing_received {
+    my ($self, $msg) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my @got = grep { $self->count($_) } $self->dest_names;
+    return Test::More::ok(!@got, $msg // 'no destination received anything')
+        || Test::More::diag("received: @got");
+}
+
+
+# Sorted names of the destinations that received an event whose "event"
+# (or, with a third argument, another member) equals $value.
+sub routed {
+    my ($self, $value, $key) = @_;
+    $key //= 'event';
+    my @d;
+    for my $name ($self->dest_names) {
+        next if ($self->{dests}{$name}{closed});
+        push @d, $name
+            if grep { ref $_ eq 'HASH' && defined $_->{$key}
+                      && $_->{$key} eq $value } $self->received_events($name);
+    }
+    return @d;
+}
+
+# Asserts an error reply: status, JSON content type, success false, code
+# and (when defined) message (a string for equality or a qr//).
+sub reply_is {
+    my ($res, $status, $code, $message, $desc) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $desc //= "$status $code";
+    my $ok = 1;
+    $ok &&= Test::More::is($res->{status}, $status, "$desc: status $status");
+    $ok &&= Test::More::like($res->{headers}{'content-type'} // '',
+                             qr{^application/json}, "$desc: JSON reply");
+    my $j = $res->{json};
+    $ok &&= Test::More::ok(ref $j eq 'HASH', "$desc: reply is a JSON object")
+        or Test::More::diag("reply: " . ($res->{content} // ''));
+    return 0 unless ref $j eq 'HASH';
+    $ok &&= Test::More::ok(defined $j->{success} && !$j->{success},
+                           "$desc: success false");
+    $ok &&= Test::More::is($j->{code}, $code, "$desc: code $code");
+    if (defined $message) {
+        if (ref $message eq 'Regexp') {
+            $ok &&= Test::More::like($j->{message}, $message,
+                                     "$desc: message");
+        } else {
+            $ok &&= Test::More::is($j->{message}, $message, "$desc: message");
+        }
+    }
+    Test::More::diag("reply: $res->{content}") unless $ok;
+    return $ok;
+}
+
+# Asserts a 200 {"success":true} reply without "rejected".
+sub accepted_ok {
+    my ($res, $desc) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $desc //= 'accepted';
+    my $ok = Test::More::is($res->{status}, 200, "$desc: status 200");
+    $ok &&= Test::More::is($res->{content}, '{"success":true}',
+                           "$desc: body {\"success\":true}");
+    Test::More::diag("reply: $res->{content}") unless $ok;
+    return $ok;
+}
+
+# ---------------------------------------------------------------------
+# raw JSON slicing (no re-serialisation: byte offsets of the source)
+
+# Skips one JSON value at pos($$s); returns [start, end).
+sub _skip_value {
+    my ($s) = @_;
+    $$s =~ /\G[ \t\r\n]*/gc;
+    my $start = pos($$s);
+    if ($$s =~ /\G"(?:[^"\\]|\\.)*"/gcs) {
+    } elsif ($$s =~ /\G[{\[]/gc) {
+        my $depth = 1;
+        while ($depth) {
+            if ($$s =~ /\G"(?:[^"\\]|\\.)*"/gcs) { next }
+            if ($$s =~ /\G[{\[]/gc) { $depth++; next }
+            if ($$s =~ /\G[}\]]/gc) { $depth--; next }
+            if ($$s =~ /\G[^"{}\[\]]+/gc) { next }
+            die "unterminated JSON at $start";
+        }
+    } elsif ($$s =~ /\G[^,}\] \t\r\n]+/gc) {
+    } else {
+        die "no JSON value at $start";
+    }
+    return [$start, pos($$s)];
+}
+
+# The members of a JSON object as [raw key, raw value] pairs.
+sub raw_members {
+    my ($text) = @_;
+    my @m;
+    my $ok = eval {
+        pos($text) = 0;
+        $text =~ /\G[ \t\r\n]*\{[ \t\r\n]*/gc or die "not an object";
+        if ($text =~ /\G\}/gc) { return 1 }
+        for (;;) {
+            my $k = _skip_value(\$text);
+            $text =~ /\G[ \t\r\n]*:/gc or die "no colon";
+            my $v = _skip_value(\$text);
+            push @m, [substr($text, $k->[0], $k->[1] - $k->[0]),
+                      substr($text, $v->[0], $v->[1] - $v->[0])];
+            $text =~ /\G[ \t\r\n]*/gc;
+            next if $text =~ /\G,/gc;
+            last if $text =~ /\G\}/gc;
+            die "bad object";
+        }
+        1;
+    };
+    return $ok ? \@m : undef;
+}
+
+# The elements of a JSON array as raw texts.
+sub raw_elements {
+    my ($text) = @_;
+    my @e;
+    pos($text) = 0;
+    $text =~ /\G[ \t\r\n]*\[[ \t\r\n]*/gc or die "not an array: $text";
+    return \@e if $text =~ /\G\]/gc;
+    for (;;) {
+        my $v = _skip_value(\$text);
+        push @e, substr($text, $v->[0], $v->[1] - $v->[0]);
+        $text =~ /\G[ \t\r\n]*/gc;
+        next if $text =~ /\G,/gc;
+        last if $text =~ /\G\]/gc;
+        die "bad array: $text";
+    }
+    return \@e;
+}
+
+
+# ---------------------------------------------------------------------
+# nginx -t
+
+# Runs `nginx -t` on a generated config.  Returns ($exit, $output, $path
+# of the config).  Options: server => '...', main => '...'.
+sub nginx_t {
+    my ($http, %o) = @_;
+    _check_module();
+    my $p = tempdir('consent-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $conf = "load_module $MODULE;\n";
+    $conf .= "user root;\n" if $> == 0;
+    $conf .= "pid $p/nginx.pid;\nerror_log $p/error.log info;\n";
+    $conf .= $o{main} // '';
+    $conf .= "events { worker_connections 64; }\nhttp {\n"
+           . "    access_log off;\n"
+           . "    client_body_temp_path $p/cb;\n"
+           . "    proxy_temp_path $p/px;\n"
+           . "    fastcgi_temp_path $p/fc;\n"
+           . "    uwsgi_temp_path $p/uw;\n"
+           . "    scgi_temp_path $p/sc;\n"
+           . $http . "\n"
+           . "    server {\n        listen 127.0.0.1:" . free_port() . ";\n"
+           . ($o{server} // "        location /v1/ { consent_ingest; }\n")
+           . "    }\n}\n";
+    open my $fh, '>', "$p/nginx.conf" or die "$p/nginx.conf: $!";
+    print {$fh} $conf;
+    close $fh;
+    my ($rc, $out) = _run($NGINX, '-t', '-p', $p, '-c', "$p/nginx.conf",
+                          '-e', "$p/error.log");
+    return ($rc, $out, "$p/nginx.conf", $p);
+}
+
+# 1-based line number of the first line of FILE matching RE.
+sub line_of {
+    my ($file, $re) = @_;
+    open my $fh, '<', $file or die "$file: $!";
+    while (my $l = <$fh>) {
+        return $. if $l =~ $re;
+    }
+    return undef;
+}
+
+
+# ---------------------------------------------------------------------
+# event builders
+
+sub json_encode { $JSON->encode($_[0]) }
+sub json_decode { $JSON->decode($_[0]) }
+
+# A consent context: prefs('C0002' => 1, 'C0004' => 0) -> context hash.
+sub consent_ctx {
+    my (%prefs) = @_;
+    return { consent => { categoryPreferences => {
+        map { $_ => ($prefs{$_} ? JSON::PP::true : JSON::PP::false) }
+            keys %prefs } } };
+}
+
+1;
