@@ -201,6 +201,9 @@ typedef struct {
 } consent_json_t;
 
 
+/* js->err on allocation failure (compare the pointer) */
+extern const char  CONSENT_JSON_ENOMEM[];
+
 int consent_json_scan(consent_json_t *js, const unsigned char *p,
     size_t len, consent_alloc_pt alloc, void *ctx);
 int consent_json_str_eq(const unsigned char *base,

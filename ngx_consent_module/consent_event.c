@@ -30,6 +30,7 @@ typedef struct {
     uint32_t    version;        /* context.consent.version */
     unsigned    dup:1;
     unsigned    carries:1;      /* carries a consent object */
+    unsigned    broken:1;       /* context.consent is not an object */
 } fields_t;
 
 
@@ -199,8 +200,10 @@ read_context(const unsigned char *b, const consent_json_tok_t *tok,
             read_consent(b, tok, f->consent, f);
 
         } else {
-            /* a malformed consent object fails closed */
+            /* a malformed consent object fails closed, whatever else
+             * the context holds */
             f->carries = 1;
+            f->broken = 1;
         }
     }
 
@@ -538,7 +541,8 @@ route_event(const route_t *r, const fields_t *f, uint8_t *out,
     src = f->carries ? f : (r->batch.carries ? &r->batch : NULL);
 
     if (src != NULL) {
-        read_prefs(r, src->prefs ? src->prefs : src->legacy, consented);
+        read_prefs(r, src->broken ? 0 : (src->prefs ? src->prefs : src->legacy),
+                   consented);
     }
 
     all = INTEG_ABSENT;
@@ -607,6 +611,10 @@ consent_process(const consent_policy_t *policy, consent_endpoint_e ep,
     res->ndests = policy->ndests;
 
     if (consent_json_scan(&js, body, len, alloc, ctx) != 0) {
+        if (js.err == CONSENT_JSON_ENOMEM) {
+            return fail(res, CONSENT_NO_MEMORY, js.err, 0);
+        }
+
         res->syntax = 1;
         return fail(res, CONSENT_INVALID_JSON, js.err, js.err_offset);
     }

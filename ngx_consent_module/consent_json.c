@@ -38,6 +38,9 @@ static const uint8_t  str_class[256] = {
 };
 
 
+const char  CONSENT_JSON_ENOMEM[] = "out of memory";
+
+
 typedef struct {
     consent_json_t      *js;
     const unsigned char *base;
@@ -69,7 +72,7 @@ scan_push(scan_t *s, uint16_t type, const unsigned char *start)
         /* the old tape stays in the pool; total waste is below 2x */
         t = s->alloc(s->ctx, (size_t) cap * sizeof(consent_json_tok_t));
         if (t == NULL) {
-            scan_fail(s, start, "out of memory");
+            scan_fail(s, start, CONSENT_JSON_ENOMEM);
             return NULL;
         }
 

@@ -63,7 +63,7 @@ consent_policy_prepare(consent_policy_t *p, consent_alloc_pt alloc,
     p->cat_index = build(p->categories, p->ncategories,
                          sizeof(consent_str_t), &p->cat_mask, alloc, ctx);
 
-    p->dest_index = build(&p->dests[0].name, p->ndests,
+    p->dest_index = build(p->ndests ? &p->dests[0].name : NULL, p->ndests,
                           sizeof(consent_dest_t), &p->dest_mask, alloc, ctx);
 
     return (p->cat_index && p->dest_index) ? 0 : -1;
