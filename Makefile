@@ -29,7 +29,7 @@ $(BUILD)/.deps: scripts/deps.sh
 
 # configure once with the flags Debian's nginx was built with
 # (--with-compat), so the module loads into the stock /usr/sbin/nginx
-$(NGX_BUILD)/Makefile: config $(BUILD)/.deps
+$(NGX_BUILD)/objs/Makefile: config $(BUILD)/.deps
 	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(NGX_BUILD)
 	cd $(NGX_BUILD) && source ./conf_flags && ./configure \
 	    "$${NGX_CONF_FLAGS[@]}" \
@@ -38,7 +38,7 @@ $(NGX_BUILD)/Makefile: config $(BUILD)/.deps
 	    --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
 	    || { tail -30 configure.log; exit 1; }
 
-$(MODULE): $(NGX_BUILD)/Makefile $(SRCS)
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
 	cp $(NGX_BUILD)/objs/ngx_http_consent_module.so $@
 
