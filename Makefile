@@ -10,7 +10,8 @@ SRCS       := $(wildcard ngx_consent_module/*.c ngx_consent_module/*.h)
 CORE_SRCS  := ngx_consent_module/consent_json.c \
               ngx_consent_module/consent_event.c \
               ngx_consent_module/consent_split.c \
-              ngx_consent_module/consent_policy.c
+              ngx_consent_module/consent_policy.c \
+              ngx_consent_module/consent_json_str.c
 
 CC         ?= cc
 CFLAGS_T   := -O1 -g -Wall -Wextra -Werror -std=c99 -Ingx_consent_module

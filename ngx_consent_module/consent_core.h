@@ -98,6 +98,8 @@ typedef struct {
 typedef struct {
     uint32_t         start;         /* event slice [start, end) of body */
     uint32_t         end;
+    uint32_t         tok;           /* the event object in res->tok */
+    uint32_t         prefs;         /* effective categoryPreferences, or 0 */
     uint8_t          type;          /* consent_endpoint_e, 0 if unknown */
     uint8_t          code;          /* consent_code_e, 0 if accepted */
     uint8_t          insert_type;   /* single event without "type" */
@@ -137,7 +139,29 @@ typedef struct {
     /* members of a batch object other than "batch", in order */
     consent_span_t   *extra;
     uint32_t          nextra;
+
+    /* the scanned request, for hooks reading event members */
+    const unsigned char       *body;
+    const struct consent_json_tok_s  *tok;
+
+    /*
+     * Set by the caller for events whose hook returned preferences:
+     * the JSON object written as context.consent.categoryPreferences.
+     */
+    consent_str_t    *rewrite;
 } consent_result_t;
+
+
+/* what a hook decided for one accepted event */
+typedef enum {
+    CONSENT_HOOK_KEEP = 0,          /* route as the event says */
+    CONSENT_HOOK_SET,               /* route on the mask it filled */
+    CONSENT_HOOK_REJECT,            /* reject with CONSENT_LUA_REJECTED */
+    CONSENT_HOOK_FAIL               /* fail closed: nothing consented */
+} consent_hook_e;
+
+typedef consent_hook_e (*consent_hook_pt)(void *ctx, consent_result_t *res,
+    uint32_t i, uint64_t *consented);
 
 
 /* builds the lookup index of a policy; call once after filling it */
@@ -153,6 +177,25 @@ int consent_policy_prepare(consent_policy_t *p, consent_alloc_pt alloc,
 consent_code_e consent_process(const consent_policy_t *policy,
     consent_endpoint_e ep, const unsigned char *body, size_t len,
     consent_alloc_pt alloc, void *ctx, consent_result_t *res);
+
+/* the same, calling hook(hook_ctx, ...) per accepted event before routing */
+consent_code_e consent_process_hooked(const consent_policy_t *policy,
+    consent_endpoint_e ep, const unsigned char *body, size_t len,
+    consent_alloc_pt alloc, void *ctx, consent_hook_pt hook, void *hook_ctx,
+    consent_result_t *res);
+
+/* a category's index among the enabled ones, or -1 */
+long consent_policy_find(const consent_policy_t *p, const char *id,
+    size_t len);
+
+/* the tape index of member key of object obj, or 0 */
+uint32_t consent_json_member(const unsigned char *base,
+    const struct consent_json_tok_s *tok, uint32_t obj, const char *key,
+    size_t len);
+
+/* writes the unescaped string to out (room: token length); its length */
+size_t consent_json_str_decode(const unsigned char *base,
+    const struct consent_json_tok_s *t, unsigned char *out);
 
 /*
  * The forwarded body of destination d, {"batch":[...],...}, as slices
@@ -183,7 +226,7 @@ typedef enum {
 } consent_json_type_e;
 
 
-typedef struct {
+typedef struct consent_json_tok_s {
     uint32_t         start;         /* first byte (a string's quote) */
     uint32_t         end;           /* one past the last byte */
     uint32_t         next;          /* tape index after this subtree */

@@ -526,9 +526,33 @@ check_event(const route_t *r, consent_endpoint_e ep, uint32_t obj,
 }
 
 
+/* the consent source of an event: its own, else the batch's, else none */
+static const fields_t *
+consent_source(const route_t *r, const fields_t *f)
+{
+    return f->carries ? f : (r->batch.carries ? &r->batch : NULL);
+}
+
+
+/* the effective preferences object, 0 when absent or failing closed */
+static uint32_t
+prefs_token(const fields_t *src)
+{
+    if (src == NULL || src->broken) {
+        return 0;
+    }
+
+    return src->prefs ? src->prefs : src->legacy;
+}
+
+
+/*
+ * Decides every destination for one accepted event.  A hook's mask,
+ * when given, replaces the event's preferences.
+ */
 static void
-route_event(const route_t *r, const fields_t *f, uint8_t *out,
-    uint8_t *integ)
+route_event(const route_t *r, const fields_t *f, const uint64_t *hook,
+    uint8_t *out, uint8_t *integ)
 {
     const consent_policy_t  *p = r->policy;
     const fields_t          *src;
@@ -536,13 +560,16 @@ route_event(const route_t *r, const fields_t *f, uint8_t *out,
     uint64_t                 consented[CONSENT_MASK_WORDS];
     uint8_t                  all, st;
     size_t                   i, w;
-    int                      ok;
+    int                      carries;
 
-    src = f->carries ? f : (r->batch.carries ? &r->batch : NULL);
+    src = consent_source(r, f);
+    carries = (src != NULL || hook != NULL);
 
-    if (src != NULL) {
-        read_prefs(r, src->broken ? 0 : (src->prefs ? src->prefs : src->legacy),
-                   consented);
+    if (hook != NULL) {
+        memcpy(consented, hook, r->nwords * sizeof(uint64_t));
+
+    } else if (src != NULL) {
+        read_prefs(r, prefs_token(src), consented);
     }
 
     all = INTEG_ABSENT;
@@ -555,20 +582,18 @@ route_event(const route_t *r, const fields_t *f, uint8_t *out,
 
     for (i = 0; i < p->ndests; i++) {
         d = &p->dests[i];
-        ok = 1;
 
-        if (d->enforce && src != NULL) {
+        if (d->enforce && carries) {
             for (w = 0; w < r->nwords; w++) {
                 if (d->mask[w] & ~consented[w]) {
-                    ok = 0;
                     break;
                 }
             }
-        }
 
-        if (!ok) {
-            out[i] = CONSENT_FILTERED_CONSENT;
-            continue;
+            if (w < r->nwords) {
+                out[i] = CONSENT_FILTERED_CONSENT;
+                continue;
+            }
         }
 
         st = integ[i] != INTEG_ABSENT ? integ[i] : r->batch_integ[i];
@@ -599,13 +624,25 @@ consent_process(const consent_policy_t *policy, consent_endpoint_e ep,
     const unsigned char *body, size_t len, consent_alloc_pt alloc,
     void *ctx, consent_result_t *res)
 {
+    return consent_process_hooked(policy, ep, body, len, alloc, ctx, NULL,
+                                  NULL, res);
+}
+
+
+consent_code_e
+consent_process_hooked(const consent_policy_t *policy, consent_endpoint_e ep,
+    const unsigned char *body, size_t len, consent_alloc_pt alloc,
+    void *ctx, consent_hook_pt hook, void *hook_ctx, consent_result_t *res)
+{
     consent_json_t       js;
     route_t              r;
     fields_t             f;
     uint32_t             root, batch, i, n, e;
     uint8_t             *integ;
+    uint64_t             mask[CONSENT_MASK_WORDS];
     consent_event_t     *ev;
     consent_code_e       code;
+    consent_hook_e       verdict;
 
     memset(res, 0, sizeof(consent_result_t));
     res->ndests = policy->ndests;
@@ -620,6 +657,8 @@ consent_process(const consent_policy_t *policy, consent_endpoint_e ep,
     }
 
     root = 0;
+    res->body = body;
+    res->tok = js.tok;
 
     if (js.tok[root].type != CONSENT_JSON_OBJECT) {
         return fail(res, CONSENT_INVALID_JSON,
@@ -697,6 +736,7 @@ consent_process(const consent_policy_t *policy, consent_endpoint_e ep,
         ev = &res->events[i];
         ev->start = js.tok[e].start;
         ev->end = js.tok[e].end;
+        ev->tok = e;
 
         code = check_event(&r, ep, e, &f, ev);
 
@@ -705,9 +745,27 @@ consent_process(const consent_policy_t *policy, consent_endpoint_e ep,
             continue;
         }
 
+        ev->prefs = prefs_token(consent_source(&r, &f));
+        verdict = CONSENT_HOOK_KEEP;
+
+        if (hook != NULL) {
+            memset(mask, 0, sizeof(mask));
+            verdict = hook(hook_ctx, res, i, mask);
+
+            if (verdict == CONSENT_HOOK_REJECT) {
+                ev->code = CONSENT_LUA_REJECTED;
+                continue;
+            }
+
+            if (verdict == CONSENT_HOOK_FAIL) {
+                /* fail closed: as if categoryPreferences were {} */
+                memset(mask, 0, sizeof(mask));
+            }
+        }
+
         res->naccepted++;
-        route_event(&r, &f, &res->outcome[(size_t) i * policy->ndests],
-                    integ);
+        route_event(&r, &f, verdict == CONSENT_HOOK_KEEP ? NULL : mask,
+                    &res->outcome[(size_t) i * policy->ndests], integ);
     }
 
     if (ep != CONSENT_EP_BATCH && res->events[0].code != CONSENT_OK) {

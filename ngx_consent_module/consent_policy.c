@@ -143,3 +143,25 @@ consent_policy_dest(const consent_policy_t *p, const unsigned char *b,
 
     return -1;
 }
+
+
+long
+consent_policy_find(const consent_policy_t *p, const char *id, size_t len)
+{
+    size_t  i;
+
+    if (p->cat_index != NULL) {
+        return lookup(p->cat_index, p->cat_mask, p->categories,
+                      sizeof(consent_str_t), (const unsigned char *) id, len);
+    }
+
+    for (i = 0; i < p->ncategories; i++) {
+        if (p->categories[i].len == len
+            && memcmp(p->categories[i].data, id, len) == 0)
+        {
+            return (long) i;
+        }
+    }
+
+    return -1;
+}

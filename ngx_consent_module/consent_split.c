@@ -27,6 +27,11 @@ static const char  *type_insert[] = {
 static size_t
 put(consent_slice_t *out, size_t n, const unsigned char *p, size_t len)
 {
+    /* empty buffers upset nginx's output chain */
+    if (len == 0) {
+        return n;
+    }
+
     out[n].data = p;
     out[n].len = len;
     return n + 1;
@@ -36,7 +41,116 @@ put(consent_slice_t *out, size_t n, const unsigned char *p, size_t len)
 size_t
 consent_split_max(const consent_result_t *res)
 {
-    return 3 + 3 * (size_t) res->nevents + 2 * (size_t) res->nextra;
+    return 3 + 7 * (size_t) res->nevents + 2 * (size_t) res->nextra;
+}
+
+
+/* where a hook's preferences go into an event, and what wraps them */
+typedef struct {
+    uint32_t      at;               /* body offset of the splice */
+    uint32_t      len;              /* bytes it replaces */
+    const char   *pre;
+    const char   *post;
+    int           top;              /* adds a member to the event itself */
+} edit_t;
+
+
+static int
+has_members(const consent_json_tok_t *tok, uint32_t obj)
+{
+    return tok[obj].next > obj + 1;
+}
+
+
+static void
+edit_point(const consent_result_t *res, const consent_event_t *ev,
+    edit_t *ed)
+{
+    uint32_t                   c, k, p;
+    const unsigned char       *b = res->body;
+    const consent_json_tok_t  *tok = res->tok;
+
+    ed->top = 0;
+    ed->len = 0;
+
+    c = consent_json_member(b, tok, ev->tok, "context", 7);
+
+    if (c == 0) {
+        ed->at = tok[ev->tok].start + 1;
+        ed->pre = "\"context\":{\"consent\":{\"categoryPreferences\":";
+        ed->post = ev->has_members ? "}}," : "}}";
+        ed->top = 1;
+        return;
+    }
+
+    if (tok[c].type != CONSENT_JSON_OBJECT) {
+        ed->at = tok[c].start;
+        ed->len = tok[c].end - tok[c].start;
+        ed->pre = "{\"consent\":{\"categoryPreferences\":";
+        ed->post = "}}";
+        return;
+    }
+
+    k = consent_json_member(b, tok, c, "consent", 7);
+
+    if (k == 0) {
+        ed->at = tok[c].start + 1;
+        ed->pre = "\"consent\":{\"categoryPreferences\":";
+        ed->post = has_members(tok, c) ? "}," : "}";
+        return;
+    }
+
+    if (tok[k].type != CONSENT_JSON_OBJECT) {
+        ed->at = tok[k].start;
+        ed->len = tok[k].end - tok[k].start;
+        ed->pre = "{\"categoryPreferences\":";
+        ed->post = "}";
+        return;
+    }
+
+    p = consent_json_member(b, tok, k, "categoryPreferences", 19);
+
+    if (p == 0) {
+        ed->at = tok[k].start + 1;
+        ed->pre = "\"categoryPreferences\":";
+        ed->post = has_members(tok, k) ? "," : "";
+        return;
+    }
+
+    ed->at = tok[p].start;
+    ed->len = tok[p].end - tok[p].start;
+    ed->pre = "";
+    ed->post = "";
+}
+
+
+/* an event whose consent object a hook rewrote, type inserted or not */
+static size_t
+put_rewritten(const consent_result_t *res, const consent_event_t *ev,
+    const consent_str_t *prefs, const unsigned char *body,
+    consent_slice_t *out, size_t n)
+{
+    edit_t       ed;
+    size_t       from;
+    const char  *ins;
+
+    edit_point(res, ev, &ed);
+
+    from = ev->start;
+
+    if (ev->insert_type && ev->type < CONSENT_EP_BATCH) {
+        ins = type_insert[ev->type];
+        n = put(out, n, (const unsigned char *) ins,
+                strlen(ins) - ((ev->has_members || ed.top) ? 0 : 1));
+        from++;
+    }
+
+    n = put(out, n, body + from, ed.at - from);
+    n = put(out, n, (const unsigned char *) ed.pre, strlen(ed.pre));
+    n = put(out, n, (const unsigned char *) prefs->data, prefs->len);
+    n = put(out, n, (const unsigned char *) ed.post, strlen(ed.post));
+
+    return put(out, n, body + ed.at + ed.len, ev->end - ed.at - ed.len);
 }
 
 
@@ -74,6 +188,11 @@ consent_split(const consent_result_t *res, size_t d,
 
         if (events++) {
             n = put(out, n, LIT(","));
+        }
+
+        if (res->rewrite != NULL && res->rewrite[e].data != NULL) {
+            n = put_rewritten(res, ev, &res->rewrite[e], body, out, n);
+            continue;
         }
 
         if (ev->insert_type && ev->type < CONSENT_EP_BATCH) {

@@ -39,6 +39,22 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                   path;
+    u_char                     *file;           /* where it is declared */
+    ngx_uint_t                  line;
+    int                         ref;            /* per worker: event() */
+} ngx_http_consent_hook_t;
+
+
+typedef struct {
+    ngx_array_t                 hooks;          /* ngx_http_consent_hook_t */
+    ngx_str_t                   lua_path;
+    ngx_uint_t                  max_instructions;
+    size_t                      max_memory;
+} ngx_http_consent_main_conf_t;
+
+
+typedef struct {
     ngx_array_t                *categories;     /* NULL: inherited */
     ngx_array_t                *dests;          /* NULL: inherited */
 
@@ -49,6 +65,8 @@ typedef struct {
 
     ngx_uint_t                  cors;
     ngx_array_t                *cors_origins;   /* of ngx_str_t */
+
+    ngx_uint_t                  hook;           /* index + 1, 0: none */
 
     consent_policy_t            policy;         /* built at merge time */
 } ngx_http_consent_loc_conf_t;
@@ -68,10 +86,14 @@ typedef struct {
 typedef struct {
     consent_endpoint_e          endpoint;
     u_char                     *body;
+    size_t                      body_len;
     consent_result_t            result;
     ngx_http_consent_delivery_t  *deliveries;
     ngx_uint_t                  ndeliveries;
     ngx_uint_t                  pending;
+    ngx_str_t                  *reasons;        /* lua_rejected, per event */
+    int                         lua_req;        /* registry ref of req */
+    int                         lua_body;       /* registry ref of body */
     unsigned                    replied:1;
     unsigned                    internal_error:1;
 } ngx_http_consent_ctx_t;
@@ -82,6 +104,18 @@ extern ngx_module_t  ngx_http_consent_module;
 
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_consent_filter_init(ngx_conf_t *cf);
+
+char *ngx_http_consent_lua_hook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_consent_lua_check(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
+ngx_int_t ngx_http_consent_lua_init_worker(ngx_cycle_t *cycle,
+    ngx_http_consent_main_conf_t *cmcf);
+void ngx_http_consent_lua_exit_worker(void);
+consent_hook_e ngx_http_consent_lua_event(void *data, consent_result_t *res,
+    uint32_t i, uint64_t *consented);
+void ngx_http_consent_lua_done(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
 
 
 #endif /* _NGX_HTTP_CONSENT_H_INCLUDED_ */

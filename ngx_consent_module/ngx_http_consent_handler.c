@@ -159,9 +159,19 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
     }
 
     ctx->body = body;
+    ctx->body_len = len;
 
-    code = consent_process(&clcf->policy, ctx->endpoint, body, len,
-                           ngx_http_consent_alloc, r->pool, &ctx->result);
+    if (clcf->hook) {
+        code = consent_process_hooked(&clcf->policy, ctx->endpoint, body, len,
+                                      ngx_http_consent_alloc, r->pool,
+                                      ngx_http_consent_lua_event, r,
+                                      &ctx->result);
+        ngx_http_consent_lua_done(r, ctx);
+
+    } else {
+        code = consent_process(&clcf->policy, ctx->endpoint, body, len,
+                               ngx_http_consent_alloc, r->pool, &ctx->result);
+    }
 
     switch (code) {
 
@@ -195,6 +205,14 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
         }
 
         break;
+
+    case CONSENT_LUA_REJECTED:
+        if (ctx->reasons && ctx->reasons[0].len) {
+            msg = ctx->reasons[0];
+            break;
+        }
+
+        /* fall through */
 
     default:
         msg.len = ngx_snprintf(msg.data, 128, "%s",
@@ -554,6 +572,12 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
     size += nrejected * NGX_HTTP_CONSENT_REPLY_EVENT;
 
+    if (ctx->reasons) {
+        for (e = 0; e < res->nevents; e++) {
+            size += ctx->reasons[e].len * 6;
+        }
+    }
+
     buf = ngx_pnalloc(r->pool, size);
     if (buf == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -617,10 +641,20 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
                 continue;
             }
 
-            s = consent_code_message(ev->code);
             p = ngx_sprintf(p, "{\"index\":%ui,\"code\":\"%s\",\"message\":",
                             e, consent_code_name(ev->code));
-            p = ngx_http_consent_json_str(p, (u_char *) s, ngx_strlen(s));
+
+            if (ev->code == CONSENT_LUA_REJECTED && ctx->reasons
+                && ctx->reasons[e].len)
+            {
+                p = ngx_http_consent_json_str(p, ctx->reasons[e].data,
+                                              ctx->reasons[e].len);
+
+            } else {
+                s = consent_code_message(ev->code);
+                p = ngx_http_consent_json_str(p, (u_char *) s, ngx_strlen(s));
+            }
+
             *p++ = '}';
         }
 

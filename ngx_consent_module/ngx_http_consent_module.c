@@ -4,6 +4,7 @@
  */
 
 #include "ngx_http_consent.h"
+#include "ngx_consent_lua_dir.h"
 
 
 static char *ngx_http_consent_category(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -14,6 +15,11 @@ static char *ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_cors_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_consent_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_consent_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_http_consent_init_process(ngx_cycle_t *cycle);
+static void ngx_http_consent_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_consent_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -72,16 +78,44 @@ static ngx_command_t  ngx_http_consent_commands[] = {
       0,
       NULL },
 
+    { ngx_string("consent_lua_hook"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_consent_lua_hook,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_lua_path"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, lua_path),
+      NULL },
+
+    { ngx_string("consent_lua_max_instructions"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, max_instructions),
+      NULL },
+
+    { ngx_string("consent_lua_max_memory"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, max_memory),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_consent_module_ctx = {
     NULL,                                  /* preconfiguration */
-    ngx_http_consent_filter_init,          /* postconfiguration */
+    ngx_http_consent_postconfiguration,    /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_consent_create_main_conf,     /* create main configuration */
+    ngx_http_consent_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -98,13 +132,89 @@ ngx_module_t  ngx_http_consent_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_consent_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_consent_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_consent_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
+
+    if (ngx_http_consent_lua_check(cf, cmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_consent_filter_init(cf);
+}
+
+
+static void *
+ngx_http_consent_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_consent_main_conf_t));
+    if (cmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&cmcf->hooks, cf->pool, 4,
+                       sizeof(ngx_http_consent_hook_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    cmcf->max_instructions = NGX_CONF_UNSET_UINT;
+    cmcf->max_memory = NGX_CONF_UNSET_SIZE;
+
+    return cmcf;
+}
+
+
+static char *
+ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_consent_main_conf_t *cmcf = conf;
+
+    if (cmcf->lua_path.data == NULL) {
+        ngx_str_set(&cmcf->lua_path, NGX_HTTP_CONSENT_LUA_DIR "/?.lua;"
+                                     NGX_HTTP_CONSENT_LUA_DIR "/?/init.lua;;");
+    }
+
+    ngx_conf_init_uint_value(cmcf->max_instructions, 1000000);
+    ngx_conf_init_size_value(cmcf->max_memory, 16 * 1024 * 1024);
+
+    if (cmcf->max_instructions == 0 || cmcf->max_instructions > 0x7fffffff) {
+        return "has an invalid \"consent_lua_max_instructions\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_consent_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_consent_lua_init_worker(cycle,
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_consent_module));
+}
+
+
+static void
+ngx_http_consent_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_consent_lua_exit_worker();
+}
 
 
 static char *
@@ -408,6 +518,7 @@ ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
     conf->max_event_size = NGX_CONF_UNSET_SIZE;
     conf->max_events = NGX_CONF_UNSET_UINT;
     conf->cors = NGX_CONF_UNSET_UINT;
+    conf->hook = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -436,6 +547,7 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_event_size, prev->max_event_size,
                               32 * 1024);
     ngx_conf_merge_uint_value(conf->max_events, prev->max_events, 2500);
+    ngx_conf_merge_uint_value(conf->hook, prev->hook, 0);
 
     if (conf->cors == NGX_CONF_UNSET_UINT) {
         conf->cors = (prev->cors == NGX_CONF_UNSET_UINT)
