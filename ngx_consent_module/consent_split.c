@@ -181,6 +181,17 @@ consent_split(const consent_result_t *res, size_t d,
 
         ev = &res->events[e];
 
+        if (res->rewrite != NULL && res->rewrite[e].data != NULL) {
+            /* a rewritten event is never part of a run */
+            if (events++) {
+                n = put(out, n, LIT(","));
+            }
+
+            n = put_rewritten(res, ev, &res->rewrite[e], body, out, n);
+            run = 0;
+            continue;
+        }
+
         if (run) {
             out[n - 1].len = (size_t) (body + ev->end - out[n - 1].data);
             continue;
@@ -188,11 +199,6 @@ consent_split(const consent_result_t *res, size_t d,
 
         if (events++) {
             n = put(out, n, LIT(","));
-        }
-
-        if (res->rewrite != NULL && res->rewrite[e].data != NULL) {
-            n = put_rewritten(res, ev, &res->rewrite[e], body, out, n);
-            continue;
         }
 
         if (ev->insert_type && ev->type < CONSENT_EP_BATCH) {

@@ -91,6 +91,10 @@ check_destination(const consent_result_t *res, size_t d,
         p += sl[i].len;
     }
 
+    if (consent_json_scan(&js, out, total, fuzz_alloc, NULL) != 0) {
+        fprintf(stderr, "forwarded body: %.*s\n", (int) total, out);
+    }
+
     CHECK(consent_json_scan(&js, out, total, fuzz_alloc, NULL) == 0);
     CHECK(js.tok[0].type == CONSENT_JSON_OBJECT);
 
@@ -111,7 +115,21 @@ check_destination(const consent_result_t *res, size_t d,
         CHECK(t < js.tok[batch].next);
         CHECK(js.tok[t].type == CONSENT_JSON_OBJECT);
 
-        if (ev->insert_type) {
+        if (res->rewrite != NULL && res->rewrite[e].data != NULL) {
+            /* the hook's object is now the event's categoryPreferences */
+            uint32_t  c, k, p;
+
+            c = consent_json_member(out, js.tok, t, "context", 7);
+            CHECK(c != 0);
+            k = consent_json_member(out, js.tok, c, "consent", 7);
+            CHECK(k != 0);
+            p = consent_json_member(out, js.tok, k, "categoryPreferences", 19);
+            CHECK(p != 0);
+            CHECK(js.tok[p].end - js.tok[p].start == res->rewrite[e].len);
+            CHECK(memcmp(out + js.tok[p].start, res->rewrite[e].data,
+                         res->rewrite[e].len) == 0);
+
+        } else if (ev->insert_type) {
             /* the input's members follow the inserted "type" */
             k = ev->end - ev->start - 1;
             CHECK(js.tok[t].end - js.tok[t].start > k);
@@ -131,6 +149,36 @@ check_destination(const consent_result_t *res, size_t d,
 
     free(out);
     free(sl);
+}
+
+
+/* a hook whose verdict is picked by the event's position and byte 1 */
+
+#define HOOK_PREFS  "{\"C0001\":true,\"C0002\":false}"
+
+static consent_str_t  hook_prefs = { HOOK_PREFS, sizeof(HOOK_PREFS) - 1 };
+
+static consent_hook_e
+fuzz_hook(void *ctx, consent_result_t *res, uint32_t i, uint64_t *consented)
+{
+    unsigned  sel = (*(const uint8_t *) ctx + i) % 4;
+
+    if (sel == CONSENT_HOOK_SET) {
+        if (res->rewrite == NULL) {
+            res->rewrite = fuzz_alloc(NULL,
+                                      res->nevents * sizeof(consent_str_t));
+            if (res->rewrite == NULL) {
+                return CONSENT_HOOK_FAIL;
+            }
+
+            memset(res->rewrite, 0, res->nevents * sizeof(consent_str_t));
+        }
+
+        res->rewrite[i] = hook_prefs;
+        consented[0] = 1;
+    }
+
+    return (consent_hook_e) sel;
 }
 
 
@@ -174,8 +222,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    consent_process(&policy, (consent_endpoint_e) (data[0] % 7 + 1),
-                    data + 2, size - 2, fuzz_alloc, NULL, &res);
+    /* byte 1 bit 4: run a hook; its low bits pick verdicts */
+    consent_process_hooked(&policy, (consent_endpoint_e) (data[0] % 7 + 1),
+                           data + 2, size - 2, fuzz_alloc, NULL,
+                           (data[1] & 0x10) ? fuzz_hook : NULL,
+                           (void *) &data[1], &res);
 
     if (res.code == CONSENT_OK) {
         accepted = 0;
