@@ -292,11 +292,10 @@ ngx_http_consent_lua_new(ngx_http_consent_main_conf_t *cmcf, ngx_log_t *log)
     /* ";;" stands for Lua's default path, as in LUA_PATH */
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
-    lua_pushlstring(L, (char *) cmcf->lua_path.data, cmcf->lua_path.len);
-    luaL_gsub(L, lua_tostring(L, -1), ";;",
-              lua_pushfstring(L, ";%s;", lua_tostring(L, -2)));
-    lua_setfield(L, -5, "path");
-    lua_pop(L, 4);
+    lua_pushfstring(L, ";%s;", lua_tostring(L, -1));
+    luaL_gsub(L, (char *) cmcf->lua_path.data, ";;", lua_tostring(L, -1));
+    lua_setfield(L, -4, "path");
+    lua_pop(L, 3);
 
     if (luaL_loadbuffer(L, ngx_http_consent_lua_prelude,
                         sizeof(ngx_http_consent_lua_prelude) - 1, "=consent")
