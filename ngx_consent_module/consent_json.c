@@ -5,13 +5,19 @@
  * decoded); containers know the tape index after their subtree, so
  * callers skip values in O(1).
  *
- * Speed: string bodies are skipped 16 bytes at a time with SSE2 (8 with
- * a portable word-at-a-time loop elsewhere) looking for '"', '\\',
- * control bytes and bytes >= 0x80, which alone need a closer look; the
- * grammar is a goto state machine over locals, so the common compact
- * input costs a few instructions per token.  The behaviour (tape,
- * err, err_offset, what is accepted) is that of the simple scanner kept
- * in t/json/ref_json.c, which the tests of t/json compare it with.
+ * Speed (bench/README.md): with SSE2, quotes_refill() classifies the
+ * input 64 bytes at a time into bit masks of quotes, ahead of the
+ * walker, so that a plain string costs a few bit operations instead of
+ * a search whose latency chains one string to the next; strings with
+ * escapes, UTF-8 or errors are scanned by scan_string(), which skips
+ * 16 bytes at a time (8 with a portable word-at-a-time loop without
+ * SSE2).  The grammar is a goto state machine over locals with tests
+ * in the order of frequency of analytics events.
+ *
+ * The behaviour (tape, err, err_offset, what is accepted, on success
+ * and on failure) is exactly that of the simple scanner kept in
+ * t/json/ref_json.c, which the tests of t/json compare it with; only
+ * the tape's first allocation is larger (see tape_grow()).
  */
 
 #include <string.h>
@@ -87,7 +93,7 @@ skip_ws(const unsigned char *p, const unsigned char *end)
 static inline const unsigned char *
 str_find(const unsigned char *p, const unsigned char *end)
 {
-#if (CONSENT_JSON_SSE2)
+#ifdef CONSENT_JSON_SSE2
     const __m128i  quote = _mm_set1_epi8('"');
     const __m128i  bslash = _mm_set1_epi8('\\');
     const __m128i  space = _mm_set1_epi8(' ');
@@ -222,7 +228,7 @@ utf8_len(const unsigned char *p, const unsigned char *end)
  * its closing quote, or NULL with *err and *at set.  *escaped is set
  * when a backslash was seen (before any error, as the tape records).
  */
-static inline const unsigned char *
+static NOINLINE const unsigned char *
 scan_string(const unsigned char *p, const unsigned char *end,
     uint16_t *escaped, const char **err, const unsigned char **at)
 {
@@ -296,6 +302,112 @@ scan_string(const unsigned char *p, const unsigned char *end,
         } while (p < end && *p >= 0x80);
     }
 }
+
+#ifdef CONSENT_JSON_SSE2
+
+/*
+ * Where strings end, ahead of the grammar.  Finding a closing quote
+ * while walking (load, compare, movemask, count zeros, add) puts ~20
+ * cycles of latency between one string and the next.  Instead, blocks
+ * of 64 bytes are classified with SSE2, 16 blocks at a time, into bit
+ * masks of their quotes, each with a flag: a backslash, a control byte
+ * or a byte >= 0x80 lies between it and the quote before it.  The
+ * walker takes a string's closing quote from the masks when it is the
+ * next quote after the opening one and is not flagged: the body is then
+ * plain printable ASCII.  Any other string (escapes, UTF-8, errors) is
+ * scanned byte by byte by scan_string(), which decides, and the masks
+ * resume after its closing quote.  So escaped quotes need no tracking:
+ * a string holding one always takes scan_string(), whose result alone
+ * counts; the masks only ever shortcut strings whose end is certain.
+ */
+
+#define QUOTES_BLOCKS  16
+
+typedef struct {
+    uint64_t              quote;    /* quotes */
+    uint64_t              flag;     /* quotes with a special byte before */
+    uint64_t              off;      /* offset of the block */
+} qblock_t;
+
+typedef struct {
+    const unsigned char  *base;
+    size_t                len;      /* 0: no masks, every string is scanned */
+    size_t                pos;      /* the next block to classify */
+    unsigned              special;  /* a special byte since the last quote */
+    qblock_t              blk[QUOTES_BLOCKS];
+} quotes_t;
+
+
+/* classifies the next blocks, keeps those with quotes; their number */
+static NOINLINE unsigned
+quotes_refill(quotes_t *qs)
+{
+    const __m128i         dq = _mm_set1_epi8('"');
+    const __m128i         bs = _mm_set1_epi8('\\');
+    const __m128i         sp = _mm_set1_epi8(' ');
+    const unsigned char  *b;
+    unsigned char         pad[64];
+    uint64_t              quote, other, sum;
+    size_t                left, pos, last;
+    unsigned              k, n, special, cy;
+    __m128i               v;
+
+    n = 0;
+    pos = qs->pos;
+    special = qs->special;
+    last = pos + 64 * QUOTES_BLOCKS;
+
+    while (pos < qs->len && pos < last) {
+        b = qs->base + pos;
+        left = qs->len - pos;
+
+        if (left < 64) {
+            /* the tail, padded with spaces: no quote, nothing special */
+            memcpy(pad, b, left);
+            memset(pad + left, ' ', 64 - left);
+            b = pad;
+        }
+
+        quote = 0;
+        other = 0;
+
+        for (k = 0; k < 4; k++) {
+            v = _mm_loadu_si128((const __m128i *) (const void *) (b + 16 * k));
+
+            quote |= (uint64_t) (unsigned) _mm_movemask_epi8(
+                         _mm_cmpeq_epi8(v, dq)) << (16 * k);
+
+            /* signed: below ' ' are 0x00-0x1f and 0x80-0xff */
+            other |= (uint64_t) (unsigned) _mm_movemask_epi8(
+                         _mm_or_si128(_mm_cmpeq_epi8(v, bs),
+                                      _mm_cmplt_epi8(v, sp))) << (16 * k);
+        }
+
+        /*
+         * Adding the special bits (never quotes) to the non-quote bits
+         * carries a one from each special byte up to the next quote,
+         * where it stops; the carry out of the block is a special byte
+         * after its last quote.
+         */
+        cy = __builtin_add_overflow(~quote, other, &sum);
+        cy |= __builtin_add_overflow(sum, (uint64_t) special, &sum);
+        special = cy;
+
+        qs->blk[n].quote = quote;
+        qs->blk[n].flag = sum & quote;
+        qs->blk[n].off = pos;
+        n += (quote != 0);
+
+        pos += 64;
+    }
+
+    qs->pos = pos;
+    qs->special = special;
+
+    return n;
+}
+
+#endif
 
 
 /*
@@ -376,13 +488,36 @@ invalid:
 
 /* the tape is full: doubles it; the old tape stays in the pool */
 static NOINLINE consent_json_tok_t *
-tape_grow(consent_json_t *js, uint32_t ntok, consent_alloc_pt alloc,
-    void *ctx)
+tape_grow(consent_json_t *js, uint32_t ntok, size_t len,
+    consent_alloc_pt alloc, void *ctx)
 {
-    uint32_t             cap = js->cap ? js->cap * 2 : 64;
+    uint32_t             cap;
     consent_json_tok_t  *t;
 
-    /* total waste is below 2x */
+    /*
+     * The first tape takes a token per 16 bytes of input (as many bytes
+     * of tape as of input), at most 64K tokens (1 MB): analytics events
+     * have about one token per 8 bytes, so a 500 KB batch grows once
+     * instead of ten times.  Total waste is below 2x.
+     */
+    if (js->cap) {
+        if (js->cap > UINT32_MAX / 2) {
+            return NULL;
+        }
+
+        cap = js->cap * 2;
+
+    } else {
+        cap = (uint32_t) (len / 16);
+        cap = (cap < 64) ? 64 : ((cap > 65536) ? 65536 : cap);
+    }
+
+    if ((size_t) cap * sizeof(consent_json_tok_t) / sizeof(consent_json_tok_t)
+        != cap)
+    {
+        return NULL;                        /* 32-bit size_t */
+    }
+
     t = alloc(ctx, (size_t) cap * sizeof(consent_json_tok_t));
     if (t == NULL) {
         return NULL;
@@ -399,6 +534,12 @@ tape_grow(consent_json_t *js, uint32_t ntok, consent_alloc_pt alloc,
 }
 
 
+/* the kind of the innermost open container */
+#define K_TOP     0
+#define K_ARRAY   1
+#define K_OBJECT  2
+
+
 int
 consent_json_scan(consent_json_t *js, const unsigned char *p, size_t len,
     consent_alloc_pt alloc, void *ctx)
@@ -406,10 +547,15 @@ consent_json_scan(consent_json_t *js, const unsigned char *p, size_t len,
     const unsigned char  *base, *end, *q, *at;
     consent_json_tok_t   *tok, *t;
     const char           *err;
-    uint32_t              ntok, cap, depth, idx;
+    uint32_t              ntok, cap, depth, idx, off;
     uint32_t              stack[CONSENT_MAX_DEPTH];
-    uint8_t               is_obj[CONSENT_MAX_DEPTH];
-    unsigned              c;
+    uint8_t               kinds[CONSENT_MAX_DEPTH];
+    unsigned              c, kind;
+#ifdef CONSENT_JSON_SSE2
+    quotes_t              qs;
+    uint64_t              qm, fm, qoff, e;
+    unsigned              qb, qe;
+#endif
 
     js->tok = NULL;
     js->ntok = 0;
@@ -428,27 +574,43 @@ consent_json_scan(consent_json_t *js, const unsigned char *p, size_t len,
     ntok = 0;
     cap = 0;
     depth = 0;
+    kind = K_TOP;
+
+#ifdef CONSENT_JSON_SSE2
+    qs.base = p;
+    qs.len = len;
+    qs.pos = 0;
+    qs.special = 0;
+    qm = 0;
+    fm = 0;
+    qoff = 0;
+    qb = 0;
+    qe = 0;
+#endif
 
     /*
-     * PUSH(type, at) appends a token starting at byte at (the tape
-     * keeps start = end until the token is complete, next = the index
-     * after it for a leaf) and points t at it.
+     * PUSH(type, from, to) appends the token [from, to) (a leaf: next is
+     * the index after it) and points t at it.  A token that fails to scan
+     * is pushed empty before the error, as the tape always had it.
      */
 
-#define PUSH(ty, from)                                                        \
+#define PUSH(ty, from, to)                                                    \
     do {                                                                      \
         if (json_unlikely(ntok == cap)) {                                     \
-            tok = tape_grow(js, ntok, alloc, ctx);                            \
-            if (tok == NULL) {                                                \
+            /* on failure the old tape stays, as its tokens are counted */    \
+            t = tape_grow(js, ntok, len, alloc, ctx);                         \
+            if (t == NULL) {                                                  \
                 err = CONSENT_JSON_ENOMEM;                                    \
                 at = (from);                                                  \
                 goto fail;                                                    \
             }                                                                 \
+            tok = t;                                                          \
             cap = js->cap;                                                    \
         }                                                                     \
         t = &tok[ntok++];                                                     \
-        t->start = (uint32_t) ((from) - base);                                \
-        t->end = t->start;                                                    \
+        off = (uint32_t) ((from) - base);                                     \
+        t->start = off;                                                       \
+        t->end = off + (uint32_t) ((to) - (from));                            \
         t->next = ntok;                                                       \
         t->type = (ty);                                                       \
         t->escaped = 0;                                                       \
@@ -461,78 +623,171 @@ consent_json_scan(consent_json_t *js, const unsigned char *p, size_t len,
         goto fail;                                                            \
     } while (0)
 
+    /*
+     * STRING() scans the string whose opening quote is at p, pushes its
+     * token and sets q past its closing quote.
+     */
+
+#ifdef CONSENT_JSON_SSE2
+
+#define QUOTE_NEXT(e)                                                         \
+    do {                                                                      \
+        if (qm == 0) {                                                        \
+            if (qb == qe) {                                                   \
+                qe = quotes_refill(&qs);                                      \
+                qb = 0;                                                       \
+            }                                                                 \
+                                                                              \
+            if (qb == qe) {                                                   \
+                e = UINT64_MAX;                                               \
+                break;                                                        \
+            }                                                                 \
+                                                                              \
+            qm = qs.blk[qb].quote;                                            \
+            fm = qs.blk[qb].flag;                                             \
+            qoff = qs.blk[qb].off;                                            \
+            qb++;                                                             \
+        }                                                                     \
+                                                                              \
+        e = (uint64_t) __builtin_ctzll(qm);                                   \
+        e = ((qoff + e) << 1) | ((fm >> e) & 1);                              \
+        qm &= qm - 1;                                                         \
+    } while (0)
+
+#define STRING()                                                              \
+    do {                                                                      \
+        QUOTE_NEXT(e);                                                        \
+                                                                              \
+        if (json_likely((e >> 1) == (uint64_t) (p - base))) {                 \
+            QUOTE_NEXT(e);                                                    \
+                                                                              \
+            if (json_likely((e & 1) == 0)) {                                  \
+                q = base + (e >> 1) + 1;                                      \
+                PUSH(CONSENT_JSON_STRING, p, q);                              \
+                break;                                                        \
+            }                                                                 \
+        }                                                                     \
+                                                                              \
+        PUSH(CONSENT_JSON_STRING, p, p);                                      \
+                                                                              \
+        q = scan_string(p + 1, end, &t->escaped, &err, &at);                  \
+        if (q == NULL) {                                                      \
+            goto fail;                                                        \
+        }                                                                     \
+                                                                              \
+        t->end = (uint32_t) (q - base);                                       \
+                                                                              \
+        /* the masks resume after the closing quote */                        \
+        for ( ;; ) {                                                          \
+            if (qm == 0) {                                                    \
+                if (qb == qe) {                                               \
+                    qe = quotes_refill(&qs);                                  \
+                    qb = 0;                                                   \
+                }                                                             \
+                                                                              \
+                if (qb == qe) {                                               \
+                    break;                                                    \
+                }                                                             \
+                                                                              \
+                qm = qs.blk[qb].quote;                                        \
+                fm = qs.blk[qb].flag;                                         \
+                qoff = qs.blk[qb].off;                                        \
+                qb++;                                                         \
+            }                                                                 \
+                                                                              \
+            if (qoff + (uint64_t) __builtin_ctzll(qm)                         \
+                >= (uint64_t) (q - base))                                     \
+            {                                                                 \
+                break;                                                        \
+            }                                                                 \
+                                                                              \
+            qm &= qm - 1;                                                     \
+        }                                                                     \
+    } while (0)
+
+#else
+
+#define STRING()                                                              \
+    do {                                                                      \
+        PUSH(CONSENT_JSON_STRING, p, p);                                      \
+                                                                              \
+        q = scan_string(p + 1, end, &t->escaped, &err, &at);                  \
+        if (q == NULL) {                                                      \
+            goto fail;                                                        \
+        }                                                                     \
+                                                                              \
+        t->end = (uint32_t) (q - base);                                       \
+    } while (0)
+
+#endif
+
 value:
 
     /* a value is expected at p */
 
-    if (json_unlikely(p >= end || *p <= ' ')) {
-        p = skip_ws(p, end);
-
-        if (p >= end) {
-            FAIL("unexpected end of input", p);
-        }
+    if (json_unlikely(p >= end)) {
+        FAIL("unexpected end of input", p);
     }
+
+    /*
+     * Tests in the order of frequency in analytics events; a chain of
+     * well-predicted conditional branches beats a jump table here.
+     */
 
     c = *p;
 
     if (c == '"') {
-        PUSH(CONSENT_JSON_STRING, p);
+        STRING();
 
-        q = scan_string(p + 1, end, &t->escaped, &err, &at);
-        if (json_unlikely(q == NULL)) {
-            goto fail;
-        }
-
-        t->end = (uint32_t) (q - base);
         p = q;
         goto after;
     }
 
-    if (c == 't' || c == 'f' || c == 'n') {
-        PUSH(c == 't' ? CONSENT_JSON_TRUE
-             : (c == 'f' ? CONSENT_JSON_FALSE : CONSENT_JSON_NULL), p);
-
-        if (c == 'f') {
-            if (end - p < 5 || memcmp(p, "false", 5) != 0) {
-                FAIL("invalid literal", p);
-            }
-
-            p += 5;
-
-        } else {
-            if (end - p < 4 || memcmp(p, c == 't' ? "true" : "null", 4) != 0) {
-                FAIL("invalid literal", p);
-            }
-
+    if (c == 't') {
+        if (json_likely(end - p >= 4 && memcmp(p, "true", 4) == 0)) {
+            PUSH(CONSENT_JSON_TRUE, p, p + 4);
             p += 4;
+            goto after;
         }
 
-        t->end = (uint32_t) (p - base);
-        goto after;
+        PUSH(CONSENT_JSON_TRUE, p, p);
+        FAIL("invalid literal", p);
     }
 
-    if (c == '-' || IS_DIGIT(c)) {
-        PUSH(CONSENT_JSON_NUMBER, p);
+    if (c == 'f') {
+        if (json_likely(end - p >= 5 && memcmp(p, "false", 5) == 0)) {
+            PUSH(CONSENT_JSON_FALSE, p, p + 5);
+            p += 5;
+            goto after;
+        }
 
+        PUSH(CONSENT_JSON_FALSE, p, p);
+        FAIL("invalid literal", p);
+    }
+
+    if (IS_DIGIT(c) || c == '-') {
         q = scan_number(p, end, &err, &at);
+
         if (json_unlikely(q == NULL)) {
+            PUSH(CONSENT_JSON_NUMBER, p, p);
             goto fail;
         }
 
-        t->end = (uint32_t) (q - base);
+        PUSH(CONSENT_JSON_NUMBER, p, q);
         p = q;
         goto after;
     }
 
-    if (c == '{' || c == '[') {
+    if ((c | 0x20) == '{') {                    /* '{' or '[' */
         if (json_unlikely(depth == CONSENT_MAX_DEPTH)) {
             FAIL("nesting too deep", p);
         }
 
-        PUSH(c == '{' ? CONSENT_JSON_OBJECT : CONSENT_JSON_ARRAY, p);
+        PUSH(c == '{' ? CONSENT_JSON_OBJECT : CONSENT_JSON_ARRAY, p, p);
 
+        kind = (c == '{') ? K_OBJECT : K_ARRAY;
         stack[depth] = ntok - 1;
-        is_obj[depth] = (c == '{');
+        kinds[depth] = (uint8_t) kind;
         depth++;
 
         p++;
@@ -550,10 +805,26 @@ value:
             goto close;
         }
 
-        if (c == '{') {
+        if (kind == K_OBJECT) {
             goto key;
         }
 
+        goto value;
+    }
+
+    if (c == 'n') {
+        if (json_likely(end - p >= 4 && memcmp(p, "null", 4) == 0)) {
+            PUSH(CONSENT_JSON_NULL, p, p + 4);
+            p += 4;
+            goto after;
+        }
+
+        PUSH(CONSENT_JSON_NULL, p, p);
+        FAIL("invalid literal", p);
+    }
+
+    if (IS_WS(c)) {
+        p = skip_ws(p + 1, end);
         goto value;
     }
 
@@ -563,26 +834,21 @@ key:
 
     /* inside an object, a key is expected at p */
 
-    if (json_unlikely(p >= end || *p <= ' ')) {
-        p = skip_ws(p, end);
-
-        if (p >= end) {
-            FAIL("unexpected end of input", p);
-        }
+    if (json_unlikely(p >= end)) {
+        FAIL("unexpected end of input", p);
     }
 
     if (json_unlikely(*p != '"')) {
+        if (IS_WS(*p)) {
+            p = skip_ws(p + 1, end);
+            goto key;
+        }
+
         FAIL("expected object key", p);
     }
 
-    PUSH(CONSENT_JSON_STRING, p);
+    STRING();
 
-    q = scan_string(p + 1, end, &t->escaped, &err, &at);
-    if (json_unlikely(q == NULL)) {
-        goto fail;
-    }
-
-    t->end = (uint32_t) (q - base);
     p = q;
 
     if (json_likely(p < end && *p == ':')) {
@@ -603,39 +869,50 @@ after:
 
     /* a value ended: what follows depends on the enclosing container */
 
-    if (json_unlikely(p < end && *p <= ' ')) {
-        p = skip_ws(p, end);
-    }
-
-    if (json_unlikely(depth == 0)) {
-        if (p != end) {
-            FAIL("trailing characters", p);
+    if (json_unlikely(p >= end)) {
+        if (depth == 0) {
+            js->tok = tok;
+            js->ntok = ntok;
+            return 0;
         }
 
-        js->tok = tok;
-        js->ntok = ntok;
-
-        return 0;
-    }
-
-    if (json_unlikely(p >= end)) {
         FAIL("unexpected end of input", p);
     }
 
-    if (json_likely(*p == ',')) {
+    c = *p;
+
+    if (json_likely(c == ',')) {
         p++;
 
-        if (is_obj[depth - 1]) {
+        if (json_likely(kind == K_OBJECT)) {
             goto key;
         }
 
-        goto value;
+        if (kind == K_ARRAY) {
+            goto value;
+        }
+
+        FAIL("trailing characters", p - 1);
     }
 
-    if (json_unlikely(*p != (is_obj[depth - 1] ? '}' : ']'))) {
-        FAIL(is_obj[depth - 1] ? "expected ',' or '}'" : "expected ',' or ']'",
-             p);
+    if (c == (kind == K_OBJECT ? '}' : ']')) {
+        if (json_unlikely(kind == K_TOP)) {
+            FAIL("trailing characters", p);
+        }
+
+        goto close;
     }
+
+    if (IS_WS(c)) {
+        p = skip_ws(p + 1, end);
+        goto after;
+    }
+
+    if (kind == K_TOP) {
+        FAIL("trailing characters", p);
+    }
+
+    FAIL(kind == K_OBJECT ? "expected ',' or '}'" : "expected ',' or ']'", p);
 
 close:
 
@@ -643,6 +920,7 @@ close:
     tok[idx].end = (uint32_t) (p + 1 - base);
     tok[idx].next = ntok;
     p++;
+    kind = depth ? kinds[depth - 1] : K_TOP;
     goto after;
 
 fail:
@@ -656,6 +934,8 @@ fail:
 
 #undef PUSH
 #undef FAIL
+#undef STRING
+#undef QUOTE_NEXT
 }
 
 
