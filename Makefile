@@ -46,7 +46,7 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 run: $(MODULE)
 	sh demo/run.sh
 
-test: $(MODULE) test-unit fuzz-smoke test-prove
+test: $(MODULE) test-unit test-json test-lua fuzz-smoke test-prove
 
 $(BUILD)/unit: t/unit/test_core.c $(CORE_SRCS) ngx_consent_module/consent_core.h
 	$(CC) $(CFLAGS_T) -fsanitize=address,undefined -o $@ t/unit/test_core.c \
@@ -75,3 +75,37 @@ fuzz-smoke:
 
 clean:
 	rm -rf $(BUILD)
+
+# standalone Lua tests of the shipped CMP mappings (lua/consent, t/lua)
+.PHONY: test-lua
+test-lua:
+	lua5.4 t/lua/run.lua
+
+# JSON conformance corpus (t/json): y_/n_/i_ files, truncations, and the
+# scanner (SSE2 and portable builds) compared with the reference one
+.PHONY: test-json
+$(BUILD)/run_corpus: t/json/run_corpus.c t/json/ref_json.c t/json/ref_json.h \
+                     t/json/portable_json.c ngx_consent_module/consent_json.c \
+                     ngx_consent_module/consent_core.h
+	mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_T) -It/json -fsanitize=address,undefined -o $@ \
+	    t/json/run_corpus.c t/json/ref_json.c t/json/portable_json.c \
+	    ngx_consent_module/consent_json.c
+
+test-json: $(BUILD)/.deps $(BUILD)/run_corpus
+	$(BUILD)/run_corpus t/json
+
+# core benchmark (bench/README.md): the C core, the same work in Lua 5.4 +
+# lua-cjson, memchr/strlen ceilings; built with the module's flags
+.PHONY: bench-core
+BENCH_CFLAGS := -g -O2 -fstack-protector-strong -fPIC -D_FORTIFY_SOURCE=2 \
+                -Wall -Wextra -std=gnu99 -Ingx_consent_module -Ibench
+
+$(BUILD)/bench_core: bench/bench_core.c bench/gen_batch.c bench/gen_batch.h \
+                     $(CORE_SRCS) ngx_consent_module/consent_core.h
+	mkdir -p $(BUILD)
+	$(CC) $(BENCH_CFLAGS) -o $@ bench/bench_core.c bench/gen_batch.c \
+	    $(CORE_SRCS)
+
+bench-core: $(BUILD)/.deps $(BUILD)/bench_core
+	sh bench/core.sh

@@ -104,6 +104,7 @@ typedef struct {
     uint8_t          code;          /* consent_code_e, 0 if accepted */
     uint8_t          insert_type;   /* single event without "type" */
     uint8_t          has_members;   /* object is not {} */
+    uint8_t          broken;        /* context.consent is not an object */
 } consent_event_t;
 
 

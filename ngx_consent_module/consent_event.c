@@ -746,6 +746,8 @@ consent_process_hooked(const consent_policy_t *policy, consent_endpoint_e ep,
         }
 
         ev->prefs = prefs_token(consent_source(&r, &f));
+        ev->broken = consent_source(&r, &f) != NULL
+                     && consent_source(&r, &f)->broken;
         verdict = CONSENT_HOOK_KEEP;
 
         if (hook != NULL) {

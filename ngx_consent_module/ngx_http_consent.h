@@ -28,11 +28,19 @@ typedef struct {
 } ngx_http_consent_category_t;
 
 
+/* counters and status, ngx_http_consent_status.c */
+typedef struct ngx_http_consent_status_conf_s  ngx_http_consent_status_conf_t;
+
+/* audit trail of configuration changes, ngx_http_consent_audit.c */
+typedef struct ngx_http_consent_audit_conf_s  ngx_http_consent_audit_conf_t;
+
+
 typedef struct {
     ngx_str_t                   name;
     ngx_str_t                   uri;
     ngx_array_t                 categories;     /* of ngx_str_t */
     ngx_flag_t                  enforce;
+    ngx_uint_t                  status;         /* its counters, by name */
     u_char                     *file;
     ngx_uint_t                  line;
 } ngx_http_consent_dest_conf_t;
@@ -51,6 +59,8 @@ typedef struct {
     ngx_str_t                   lua_path;
     ngx_uint_t                  max_instructions;
     size_t                      max_memory;
+    ngx_http_consent_status_conf_t  *status;
+    ngx_http_consent_audit_conf_t   *audit;
 } ngx_http_consent_main_conf_t;
 
 
@@ -78,6 +88,8 @@ typedef struct {
     ngx_http_consent_dest_conf_t  *conf;
     ngx_uint_t                  nevents;
     ngx_uint_t                  status;
+    ngx_msec_t                  start;          /* subrequest created */
+    ngx_msec_t                  elapsed;        /* until it finished */
     unsigned                    done:1;
     unsigned                    failed:1;
 } ngx_http_consent_delivery_t;
@@ -94,8 +106,10 @@ typedef struct {
     ngx_str_t                  *reasons;        /* lua_rejected, per event */
     int                         lua_req;        /* registry ref of req */
     int                         lua_body;       /* registry ref of body */
+    const char                 *error;          /* request-level code */
     unsigned                    replied:1;
     unsigned                    internal_error:1;
+    unsigned                    counted:1;      /* in the status zone */
 } ngx_http_consent_ctx_t;
 
 
@@ -116,6 +130,23 @@ consent_hook_e ngx_http_consent_lua_event(void *data, consent_result_t *res,
     uint32_t i, uint64_t *consented);
 void ngx_http_consent_lua_done(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
+
+char *ngx_http_consent_status_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_consent_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_consent_status_dest(ngx_conf_t *cf,
+    ngx_http_consent_dest_conf_t *dest);
+ngx_int_t ngx_http_consent_status_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_consent_status_init(ngx_conf_t *cf);
+void ngx_http_consent_status_error(ngx_http_request_t *r, const char *code);
+void ngx_http_consent_status_lua_error(ngx_http_request_t *r);
+
+char *ngx_http_consent_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_consent_audit_snapshot(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
+ngx_int_t ngx_http_consent_audit_init_module(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_CONSENT_H_INCLUDED_ */

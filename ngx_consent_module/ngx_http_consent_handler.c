@@ -390,6 +390,7 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
         ps->handler = ngx_http_consent_delivered;
         ps->data = dl;
+        dl->start = ngx_current_msec;
 
         if (ngx_http_subrequest(r, &dests[d].uri, NULL, &sr, ps,
                                 NGX_HTTP_SUBREQUEST_WAITED)
@@ -501,6 +502,7 @@ ngx_http_consent_delivered(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     if (!dl->done) {
         dl->done = 1;
+        dl->elapsed = ngx_current_msec - dl->start;
         ctx = ngx_http_get_module_ctx(dl->request, ngx_http_consent_module);
         ctx->pending--;
     }
@@ -587,6 +589,7 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
     if (nfailed) {
         status = NGX_HTTP_BAD_GATEWAY;
+        ctx->error = "delivery_failed";
         p = ngx_sprintf(p, "{\"success\":false,\"code\":\"delivery_failed\","
                            "\"message\":\"%ui of %ui destinations failed\","
                            "\"failed\":[", nfailed, nsent);
@@ -607,6 +610,7 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
     } else if (res->naccepted == 0) {
         status = NGX_HTTP_BAD_REQUEST;
+        ctx->error = "no_valid_events";
         p = ngx_sprintf(p, "{\"success\":false,\"code\":\"no_valid_events\","
                            "\"message\":\"every event in the batch was "
                            "rejected\"");
@@ -672,6 +676,8 @@ ngx_http_consent_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, ngx_str_t *message)
 {
     u_char  *buf, *p;
+
+    ngx_http_consent_status_error(r, code);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "consent: request refused: %s: %V", code, message);

@@ -32,8 +32,6 @@ static int                           ngx_http_consent_lua_mt = LUA_NOREF;
 static int                           ngx_http_consent_lua_seen = LUA_NOREF;
 static ngx_uint_t                    ngx_http_consent_lua_nseen;
 
-ngx_atomic_uint_t                    ngx_http_consent_lua_errors;
-
 
 /* ev's metatable: members decoded with cjson on first use */
 static const char  ngx_http_consent_lua_prelude[] =
@@ -642,6 +640,12 @@ ngx_http_consent_lua_push_ev(lua_State *L, ngx_http_consent_ctx_t *ctx,
     lua_setfield(L, -2, "_e");
 
     ngx_http_consent_lua_span(L, tok, ev->prefs, "_cs", "_ce");
+
+    if (ev->broken) {
+        /* a malformed consent object is not "no consent": cjson.null */
+        lua_pushlightuserdata(L, NULL);
+        lua_setfield(L, -2, "consent");
+    }
     ngx_http_consent_lua_span(L, tok,
                               consent_json_member(res->body, tok, obj,
                                                   "context", 7),
@@ -665,7 +669,7 @@ ngx_http_consent_lua_error(lua_State *L, ngx_http_request_t *r,
     size_t       len;
     const char  *nl;
 
-    (void) ngx_atomic_fetch_add(&ngx_http_consent_lua_errors, 1);
+    ngx_http_consent_status_lua_error(r);
 
     nl = ngx_strchr(msg, '\n');
     len = nl ? (size_t) (nl - msg) : ngx_strlen(msg);
@@ -817,6 +821,7 @@ ngx_http_consent_lua_event(void *data, consent_result_t *res, uint32_t i,
     ctx = ngx_http_get_module_ctx(r, ngx_http_consent_module);
 
     if (L == NULL) {
+        ngx_http_consent_status_lua_error(r);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "consent: no Lua state in this worker, event fails "
                       "closed");
@@ -831,6 +836,7 @@ ngx_http_consent_lua_event(void *data, consent_result_t *res, uint32_t i,
     }
 
     if (hook->ref == LUA_REFNIL) {
+        ngx_http_consent_status_lua_error(r);
         return CONSENT_HOOK_FAIL;               /* did not load */
     }
 

@@ -106,12 +106,33 @@ static ngx_command_t  ngx_http_consent_commands[] = {
       offsetof(ngx_http_consent_main_conf_t, max_memory),
       NULL },
 
+    { ngx_string("consent_audit_log"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_consent_audit_log,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_status_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_consent_status_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_consent_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_consent_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_consent_status_add_variables, /* preconfiguration */
     ngx_http_consent_postconfiguration,    /* postconfiguration */
 
     ngx_http_consent_create_main_conf,     /* create main configuration */
@@ -131,7 +152,7 @@ ngx_module_t  ngx_http_consent_module = {
     ngx_http_consent_commands,             /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_consent_audit_init_module,    /* init module */
     ngx_http_consent_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -149,6 +170,10 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
 
     if (ngx_http_consent_lua_check(cf, cmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_consent_status_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -195,6 +220,11 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (cmcf->max_instructions == 0 || cmcf->max_instructions > 0x7fffffff) {
         return "has an invalid \"consent_lua_max_instructions\"";
+    }
+
+    /* the levels as declared: before merging and location trees */
+    if (ngx_http_consent_audit_snapshot(cf, cmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -381,6 +411,10 @@ ngx_http_consent_destination(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     dest->enforce = 1;
     dest->file = cf->conf_file->file.name.data;
     dest->line = cf->conf_file->line;
+
+    if (ngx_http_consent_status_dest(cf, dest) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (ngx_array_init(&dest->categories, cf->pool, 4, sizeof(ngx_str_t))
         != NGX_OK)
