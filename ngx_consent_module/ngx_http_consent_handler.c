@@ -184,7 +184,8 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
 
     case CONSENT_INVALID_JSON:
         if (ctx->result.syntax) {
-            msg.len = ngx_snprintf(msg.data, 128, "invalid JSON at byte %uz: %s",
+            msg.len = ngx_snprintf(msg.data, 128,
+                                   "invalid JSON at byte %uz: %s",
                                    ctx->result.offset, ctx->result.reason)
                       - msg.data;
 

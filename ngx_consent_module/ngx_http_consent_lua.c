@@ -48,7 +48,8 @@ static const char  ngx_http_consent_lua_prelude[] =
     "    if span == nil then return nil end\n"
     "    local s = rawget(ev, span[1])\n"
     "    if s == nil then return nil end\n"
-    "    local v = cjson.decode(sub(rawget(ev, '_b'), s, rawget(ev, span[2])))\n"
+    "    local b, e = rawget(ev, '_b'), rawget(ev, span[2])\n"
+    "    local v = cjson.decode(sub(b, s, e))\n"
     "    rawset(ev, k, v)\n"
     "    return v\n"
     "end }\n";
@@ -281,7 +282,8 @@ ngx_http_consent_lua_new(ngx_http_consent_main_conf_t *cmcf, ngx_log_t *log)
 
     L = lua_newstate(ngx_http_consent_lua_alloc, &ngx_http_consent_lua_mem);
     if (L == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "consent: cannot create Lua state");
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "consent: cannot create Lua state");
         return NULL;
     }
 
