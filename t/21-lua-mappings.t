@@ -40,6 +40,10 @@ EOF
         location /ot/v1/  { consent_ingest;
                             consent_lua_hook $root/lua/examples/onetrust_gpc.lua; }
         location /tcf/v1/ { consent_ingest; consent_lua_hook $dir/tcf.lua; }
+        location /ketch/v1/ { consent_ingest;
+                            consent_lua_hook $root/lua/examples/ketch.lua; }
+        location /ta/v1/  { consent_ingest;
+                            consent_lua_hook $root/lua/examples/trustarc.lua; }
         location /rs/v1/  { consent_ingest;
                             consent_lua_hook $root/lua/examples/rudderstack.lua; }
 EOF
@@ -113,6 +117,21 @@ $p = route('rudderstack: consentManagement', '/rs/v1/track',
            {}, [qw(amplitude webhook)]);
 is($p->{C0002}, $T, 'rudderstack: allowed id true');
 is($p->{C0004}, $F, 'rudderstack: denied id false');
+
+# {"analytics":{"status":"granted"},"behavioral_advertising":
+#  {"status":"granted"}}, base64 by coreutils
+my $KETCH = 'eyJhbmFseXRpY3MiOnsic3RhdHVzIjoiZ3JhbnRlZCJ9LCJiZWhhdmlvcmFsX2Fk'
+          . 'dmVydGlzaW5nIjp7InN0YXR1cyI6ImdyYW50ZWQifX0=';
+$p = route('ketch: _ketch_consent_v1_ cookie', '/ketch/v1/track', '',
+           { Cookie => "_ga=GA1.1.2.3; _ketch_consent_v1_=$KETCH" },
+           [qw(amplitude webhook)]);
+is_deeply($p, { C0001 => $F, C0002 => $T, C0004 => $F },
+          'ketch: C0004 needs every mapped purpose');
+
+$p = route('trustarc: notice_gdpr_prefs cookie', '/ta/v1/track', '',
+           { Cookie => 'notice_gdpr_prefs=0,1:' }, [qw(webhook)]);
+is_deeply($p, { required => $T, functional => $T, advertising => $F },
+          'trustarc: levels 0 and 1 consented, gated destinations blocked');
 
 $t->stop;
 done_testing;
