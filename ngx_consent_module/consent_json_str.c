@@ -1,7 +1,7 @@
 
 /*
- * Reading scanned JSON: member lookup and string unescaping over the
- * tape, for the few values hooks ask for.
+ * Reading scanned JSON: key comparison, member lookup and string
+ * unescaping over the tape, one character decoder for all of them.
  */
 
 #include <string.h>
@@ -29,43 +29,131 @@ consent_json_member(const unsigned char *base, const consent_json_tok_t *tok,
 }
 
 
-static unsigned
-hex(unsigned c)
+/* escapes were validated by the scanner: four hex digits follow \\u */
+static int
+hex4(const unsigned char *p, unsigned *v)
 {
-    return (c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10;
-}
+    unsigned  i, c, r = 0;
 
+    for (i = 0; i < 4; i++) {
+        c = p[i];
 
-static unsigned
-hex4(const unsigned char *p)
-{
-    return (hex(p[0]) << 12) | (hex(p[1]) << 8) | (hex(p[2]) << 4) | hex(p[3]);
-}
+        if (c >= '0' && c <= '9') {
+            c -= '0';
 
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            c = (c | 0x20) - 'a' + 10;
 
-static unsigned char *
-put_utf8(unsigned char *o, unsigned v)
-{
-    if (v < 0x80) {
-        *o++ = (unsigned char) v;
+        } else {
+            return -1;
+        }
 
-    } else if (v < 0x800) {
-        *o++ = (unsigned char) (0xc0 | (v >> 6));
-        *o++ = (unsigned char) (0x80 | (v & 0x3f));
-
-    } else if (v < 0x10000) {
-        *o++ = (unsigned char) (0xe0 | (v >> 12));
-        *o++ = (unsigned char) (0x80 | ((v >> 6) & 0x3f));
-        *o++ = (unsigned char) (0x80 | (v & 0x3f));
-
-    } else {
-        *o++ = (unsigned char) (0xf0 | (v >> 18));
-        *o++ = (unsigned char) (0x80 | ((v >> 12) & 0x3f));
-        *o++ = (unsigned char) (0x80 | ((v >> 6) & 0x3f));
-        *o++ = (unsigned char) (0x80 | (v & 0x3f));
+        r = (r << 4) | c;
     }
 
-    return o;
+    *v = r;
+    return 0;
+}
+
+
+/* decodes one character of a string body at *pp into UTF-8 in out */
+
+static size_t
+str_char(const unsigned char **pp, const unsigned char *end,
+    unsigned char *out)
+{
+    const unsigned char  *p = *pp;
+    unsigned              v = 0, lo;
+
+    if (*p != '\\') {
+        out[0] = *p;
+        *pp = p + 1;
+        return 1;
+    }
+
+    switch (p[1]) {
+    case 'b': out[0] = '\b'; break;
+    case 'f': out[0] = '\f'; break;
+    case 'n': out[0] = '\n'; break;
+    case 'r': out[0] = '\r'; break;
+    case 't': out[0] = '\t'; break;
+    case 'u':
+        (void) hex4(p + 2, &v);
+        p += 6;
+
+        if (v >= 0xd800 && v <= 0xdbff && end - p >= 6 && p[0] == '\\'
+            && p[1] == 'u' && hex4(p + 2, &lo) == 0
+            && lo >= 0xdc00 && lo <= 0xdfff)
+        {
+            v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
+            p += 6;
+        }
+
+        *pp = p;
+
+        if (v < 0x80) {
+            out[0] = (unsigned char) v;
+            return 1;
+        }
+
+        if (v < 0x800) {
+            out[0] = (unsigned char) (0xc0 | (v >> 6));
+            out[1] = (unsigned char) (0x80 | (v & 0x3f));
+            return 2;
+        }
+
+        if (v < 0x10000) {
+            out[0] = (unsigned char) (0xe0 | (v >> 12));
+            out[1] = (unsigned char) (0x80 | ((v >> 6) & 0x3f));
+            out[2] = (unsigned char) (0x80 | (v & 0x3f));
+            return 3;
+        }
+
+        out[0] = (unsigned char) (0xf0 | (v >> 18));
+        out[1] = (unsigned char) (0x80 | ((v >> 12) & 0x3f));
+        out[2] = (unsigned char) (0x80 | ((v >> 6) & 0x3f));
+        out[3] = (unsigned char) (0x80 | (v & 0x3f));
+        return 4;
+
+    default:
+        out[0] = p[1];                      /* \" \\ \/ */
+        break;
+    }
+
+    *pp = p + 2;
+    return 1;
+}
+
+
+/* compares a scanned string token, unescaped, with s[0..n) */
+
+int
+consent_json_str_eq(const unsigned char *base, const consent_json_tok_t *t,
+    const char *s, size_t n)
+{
+    const unsigned char  *p, *end;
+    unsigned char         buf[4];
+    size_t                k;
+
+    p = base + t->start + 1;
+    end = base + t->end - 1;
+
+    if (!t->escaped) {
+        return (size_t) (end - p) == n && memcmp(p, s, n) == 0;
+    }
+
+    while (p < end) {
+        k = str_char(&p, end, buf);
+
+        if (k > n || memcmp(buf, s, k) != 0) {
+            return 0;
+        }
+
+        s += k;
+        n -= k;
+    }
+
+    return n == 0;
 }
 
 
@@ -75,7 +163,6 @@ size_t
 consent_json_str_decode(const unsigned char *base, const consent_json_tok_t *t,
     unsigned char *out)
 {
-    unsigned              v, lo;
     unsigned char        *o = out;
     const unsigned char  *p = base + t->start + 1, *end = base + t->end - 1;
 
@@ -84,43 +171,9 @@ consent_json_str_decode(const unsigned char *base, const consent_json_tok_t *t,
         return (size_t) (end - p);
     }
 
+    /* never longer than the escaped text */
     while (p < end) {
-        if (*p != '\\') {
-            *o++ = *p++;
-            continue;
-        }
-
-        switch (p[1]) {
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u':
-            v = hex4(p + 2);
-            p += 6;
-
-            if (v >= 0xd800 && v <= 0xdbff && end - p >= 6 && p[0] == '\\'
-                && p[1] == 'u')
-            {
-                lo = hex4(p + 2);
-
-                if (lo >= 0xdc00 && lo <= 0xdfff) {
-                    v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
-                    p += 6;
-                }
-            }
-
-            /* a lone surrogate is written as its (CESU) three bytes */
-            o = put_utf8(o, v);
-            continue;
-
-        default:
-            *o++ = p[1];
-            break;
-        }
-
-        p += 2;
+        o += str_char(&p, end, o);
     }
 
     return (size_t) (o - out);
