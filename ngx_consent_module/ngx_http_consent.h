@@ -113,10 +113,19 @@ typedef struct {
 } ngx_http_consent_ctx_t;
 
 
+/* a position in the request headers, for repeated ones */
+typedef struct {
+    ngx_list_part_t            *part;           /* NULL: from the start */
+    ngx_uint_t                  i;
+} ngx_http_consent_header_cursor_t;
+
+
 extern ngx_module_t  ngx_http_consent_module;
 
 
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
+ngx_table_elt_t *ngx_http_consent_header_next(ngx_http_request_t *r,
+    const char *name, size_t len, ngx_http_consent_header_cursor_t *c);
 ngx_int_t ngx_http_consent_filter_init(ngx_conf_t *cf);
 
 char *ngx_http_consent_lua_hook(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -762,33 +762,39 @@ ngx_http_consent_add_header(ngx_http_request_t *r, const char *key,
 }
 
 
-static ngx_table_elt_t *
-ngx_http_consent_header_in(ngx_http_request_t *r, const char *name,
-    size_t len)
+/*
+ * The next request header called name (any case) after *prev, or the
+ * first one when *prev is NULL: repeated headers are walked in order.
+ */
+ngx_table_elt_t *
+ngx_http_consent_header_next(ngx_http_request_t *r, const char *name,
+    size_t len, ngx_http_consent_header_cursor_t *c)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    if (c->part == NULL) {
+        c->part = &r->headers_in.headers.part;
+        c->i = 0;
+    }
 
-    for (i = 0; /* void */ ; i++) {
+    for ( ;; ) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
+        if (c->i >= c->part->nelts) {
+            if (c->part->next == NULL) {
                 return NULL;
             }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
+            c->part = c->part->next;
+            c->i = 0;
+            continue;
         }
 
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        h = (ngx_table_elt_t *) c->part->elts + c->i++;
+
+        if (h->key.len == len
+            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
         {
-            return &h[i];
+            return h;
         }
     }
 }
@@ -797,10 +803,11 @@ ngx_http_consent_header_in(ngx_http_request_t *r, const char *name,
 static ngx_int_t
 ngx_http_consent_cors(ngx_http_request_t *r)
 {
-    ngx_str_t                    *o, vary, any;
-    ngx_uint_t                    i;
-    ngx_table_elt_t              *origin;
-    ngx_http_consent_loc_conf_t  *clcf;
+    ngx_str_t                          *o, vary, any;
+    ngx_uint_t                          i;
+    ngx_table_elt_t                    *origin;
+    ngx_http_consent_loc_conf_t        *clcf;
+    ngx_http_consent_header_cursor_t    cursor;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
 
@@ -819,7 +826,8 @@ ngx_http_consent_cors(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    origin = ngx_http_consent_header_in(r, "origin", 6);
+    cursor.part = NULL;
+    origin = ngx_http_consent_header_next(r, "origin", 6, &cursor);
 
     if (origin == NULL) {
         return NGX_OK;

@@ -126,12 +126,11 @@ ngx_http_consent_lua_request(lua_State *L, ngx_str_t *name)
 static int
 ngx_http_consent_lua_headers(lua_State *L)
 {
-    int                  all, n;
-    ngx_str_t            name;
-    ngx_uint_t           i;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *h;
-    ngx_http_request_t  *r;
+    int                                all, n;
+    ngx_str_t                          name;
+    ngx_table_elt_t                   *h;
+    ngx_http_request_t                *r;
+    ngx_http_consent_header_cursor_t   c;
 
     all = (int) lua_tointeger(L, lua_upvalueindex(1));
     r = ngx_http_consent_lua_request(L, &name);
@@ -140,37 +139,15 @@ ngx_http_consent_lua_headers(lua_State *L)
         lua_newtable(L);
     }
 
-    if (r == NULL) {
-        if (!all) {
-            lua_pushnil(L);
-        }
-
-        return 1;
-    }
-
     n = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    c.part = NULL;
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != name.len
-            || ngx_strncasecmp(h[i].key.data, name.data, name.len) != 0)
-        {
-            continue;
-        }
-
-        lua_pushlstring(L, (char *) h[i].value.data, h[i].value.len);
+    while (r != NULL
+           && (h = ngx_http_consent_header_next(r, (char *) name.data,
+                                                name.len, &c))
+              != NULL)
+    {
+        lua_pushlstring(L, (char *) h->value.data, h->value.len);
 
         if (!all) {
             return 1;
@@ -190,43 +167,20 @@ ngx_http_consent_lua_headers(lua_State *L)
 static int
 ngx_http_consent_lua_cookies(lua_State *L)
 {
-    u_char              *p, *end, *eq, *semi;
-    ngx_str_t            name;
-    ngx_uint_t           i;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *h;
-    ngx_http_request_t  *r;
+    u_char                            *p, *end, *eq, *semi;
+    ngx_str_t                          name;
+    ngx_table_elt_t                   *h;
+    ngx_http_request_t                *r;
+    ngx_http_consent_header_cursor_t   c;
 
     r = ngx_http_consent_lua_request(L, &name);
+    c.part = NULL;
 
-    if (r == NULL) {
-        lua_pushnil(L);
-        return 1;
-    }
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != 6
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "cookie", 6) != 0)
-        {
-            continue;
-        }
-
-        p = h[i].value.data;
-        end = p + h[i].value.len;
+    while (r != NULL
+           && (h = ngx_http_consent_header_next(r, "cookie", 6, &c)) != NULL)
+    {
+        p = h->value.data;
+        end = p + h->value.len;
 
         while (p < end) {
             while (p < end && (*p == ' ' || *p == '\t')) {
