@@ -643,6 +643,7 @@ consent_process_hooked(const consent_policy_t *policy, consent_endpoint_e ep,
     consent_event_t     *ev;
     consent_code_e       code;
     consent_hook_e       verdict;
+    const fields_t      *src;
 
     memset(res, 0, sizeof(consent_result_t));
     res->ndests = policy->ndests;
@@ -745,9 +746,9 @@ consent_process_hooked(const consent_policy_t *policy, consent_endpoint_e ep,
             continue;
         }
 
-        ev->prefs = prefs_token(consent_source(&r, &f));
-        ev->broken = consent_source(&r, &f) != NULL
-                     && consent_source(&r, &f)->broken;
+        src = consent_source(&r, &f);
+        ev->prefs = prefs_token(src);
+        ev->broken = (src != NULL && src->broken);
         verdict = CONSENT_HOOK_KEEP;
 
         if (hook != NULL) {
