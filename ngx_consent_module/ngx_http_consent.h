@@ -18,6 +18,9 @@
 #define NGX_HTTP_CONSENT_CORS_ANY   1
 #define NGX_HTTP_CONSENT_CORS_LIST  2
 
+#define NGX_HTTP_CONSENT_WAIT        0
+#define NGX_HTTP_CONSENT_BACKGROUND  1
+
 
 typedef struct {
     ngx_str_t                   id;
@@ -77,6 +80,7 @@ typedef struct {
     ngx_array_t                *cors_origins;   /* of ngx_str_t */
 
     ngx_uint_t                  hook;           /* index + 1, 0: none */
+    ngx_uint_t                  delivery;       /* NGX_HTTP_CONSENT_WAIT */
 
     consent_policy_t            policy;         /* built at merge time */
 } ngx_http_consent_loc_conf_t;
@@ -107,6 +111,9 @@ typedef struct {
     int                         lua_req;        /* registry ref of req */
     int                         lua_body;       /* registry ref of body */
     const char                 *error;          /* request-level code */
+    ngx_list_t                 *dest_headers;   /* Content-Encoding gone */
+    unsigned                    gzip:1;
+    unsigned                    background:1;
     unsigned                    replied:1;
     unsigned                    internal_error:1;
     unsigned                    counted:1;      /* in the status zone */
@@ -150,6 +157,11 @@ ngx_int_t ngx_http_consent_status_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_consent_status_init(ngx_conf_t *cf);
 void ngx_http_consent_status_error(ngx_http_request_t *r, const char *code);
 void ngx_http_consent_status_lua_error(ngx_http_request_t *r);
+void ngx_http_consent_status_delivery(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_uint_t d);
+
+ngx_int_t ngx_http_consent_inflate(ngx_http_request_t *r, u_char *in,
+    size_t len, size_t max, ngx_str_t *out, ngx_str_t *error);
 
 char *ngx_http_consent_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -15,7 +15,12 @@
 static void ngx_http_consent_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_read_body(ngx_http_request_t *r,
     u_char **body, size_t *len);
+static ngx_int_t ngx_http_consent_encoding(ngx_http_request_t *r,
+    ngx_uint_t *gzip);
+static ngx_int_t ngx_http_consent_inflate_body(ngx_http_request_t *r,
+    u_char **body, size_t *len);
 static void *ngx_http_consent_alloc(void *pool, size_t size);
+static ngx_list_t *ngx_http_consent_dest_headers(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_fan_out(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 static ngx_chain_t *ngx_http_consent_batch_chain(ngx_http_request_t *r,
@@ -23,6 +28,8 @@ static ngx_chain_t *ngx_http_consent_batch_chain(ngx_http_request_t *r,
 static ngx_int_t ngx_http_consent_delivered(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_consent_wake(ngx_http_request_t *r);
+static void ngx_http_consent_log_failed(ngx_http_request_t *r,
+    ngx_http_consent_delivery_t *dl);
 static ngx_int_t ngx_http_consent_reply(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 static ngx_int_t ngx_http_consent_error(ngx_http_request_t *r,
@@ -48,6 +55,7 @@ ngx_http_consent_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc;
     ngx_str_t                     msg;
+    ngx_uint_t                    gzip;
     consent_endpoint_e            ep;
     ngx_http_consent_ctx_t       *ctx;
     ngx_http_consent_loc_conf_t  *clcf;
@@ -101,12 +109,25 @@ ngx_http_consent_handler(ngx_http_request_t *r)
                                       "too_large", &msg);
     }
 
+    if (ngx_http_consent_encoding(r, &gzip) != NGX_OK) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ngx_str_set(&msg, "Content-Encoding must be gzip or identity");
+        return ngx_http_consent_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                      "unsupported_encoding", &msg);
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_consent_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->endpoint = ep;
+    ctx->gzip = gzip;
+    ctx->background = (clcf->delivery == NGX_HTTP_CONSENT_BACKGROUND);
     ngx_http_set_ctx(r, ctx, ngx_http_consent_module);
 
     /* the core scans one contiguous buffer */
@@ -156,6 +177,12 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
             ngx_http_consent_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                    "too_large", &msg));
         return;
+    }
+
+    if (ctx->gzip) {
+        if (ngx_http_consent_inflate_body(r, &body, &len) != NGX_OK) {
+            return;
+        }
     }
 
     ctx->body = body;
@@ -246,12 +273,107 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
         ctx->internal_error = 1;
     }
 
-    if (ctx->pending == 0) {
+    /* background: the deliveries go on after the reply, as mirror's do */
+    if (ctx->pending == 0 || ctx->background) {
         ngx_http_finalize_request(r, ngx_http_consent_reply(r, ctx));
         return;
     }
 
     r->write_event_handler = ngx_http_consent_wake;
+}
+
+
+/* Content-Encoding: none, identity or gzip (x-gzip) */
+
+static ngx_int_t
+ngx_http_consent_encoding(ngx_http_request_t *r, ngx_uint_t *gzip)
+{
+    ngx_table_elt_t                   *h;
+    ngx_http_consent_header_cursor_t   cursor;
+
+    *gzip = 0;
+    cursor.part = NULL;
+
+    /* one header at most: stacked codings are not supported */
+    h = ngx_http_consent_header_next(r, "content-encoding", 16, &cursor);
+
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_consent_header_next(r, "content-encoding", 16, &cursor)) {
+        return NGX_DECLINED;
+    }
+
+    if ((h->value.len == 4
+         && ngx_strncasecmp(h->value.data, (u_char *) "gzip", 4) == 0)
+        || (h->value.len == 6
+            && ngx_strncasecmp(h->value.data, (u_char *) "x-gzip", 6) == 0))
+    {
+        *gzip = 1;
+        return NGX_OK;
+    }
+
+    if (h->value.len == 8
+        && ngx_strncasecmp(h->value.data, (u_char *) "identity", 8) == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The inflated body replaces *body.  Otherwise the request is finalized
+ * here with the client's error reply and NGX_DONE returned.
+ */
+
+static ngx_int_t
+ngx_http_consent_inflate_body(ngx_http_request_t *r, u_char **body,
+    size_t *len)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     out, error, msg;
+    ngx_uint_t                    status;
+    const char                   *code;
+    ngx_http_consent_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
+
+    rc = ngx_http_consent_inflate(r, *body, *len, clcf->max_body_size, &out,
+                                  &error);
+
+    if (rc == NGX_OK) {
+        *body = out.data;
+        *len = out.len;
+        return NGX_OK;
+    }
+
+    msg.data = ngx_pnalloc(r->pool, error.len + 64);
+
+    if (rc == NGX_ERROR || msg.data == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_DECLINED) {
+        status = NGX_HTTP_BAD_REQUEST;
+        code = "invalid_gzip";
+        msg.len = ngx_sprintf(msg.data, "invalid gzip body: %V", &error)
+                  - msg.data;
+
+    } else {
+        status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        code = "too_large";
+        msg.len = ngx_sprintf(msg.data, "request body inflates to more "
+                              "than %uz bytes", clcf->max_body_size)
+                  - msg.data;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_consent_error(r, status, code,
+                                                        &msg));
+    return NGX_DONE;
 }
 
 
@@ -394,10 +516,24 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
         dl->start = ngx_current_msec;
 
         if (ngx_http_subrequest(r, &dests[d].uri, NULL, &sr, ps,
-                                NGX_HTTP_SUBREQUEST_WAITED)
+                                ctx->background
+                                ? NGX_HTTP_SUBREQUEST_BACKGROUND
+                                : NGX_HTTP_SUBREQUEST_WAITED)
             != NGX_OK)
         {
             return NGX_ERROR;
+        }
+
+        /* the forwarded body is the inflated one */
+        if (ctx->gzip) {
+            if (ctx->dest_headers == NULL) {
+                ctx->dest_headers = ngx_http_consent_dest_headers(r);
+                if (ctx->dest_headers == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            sr->headers_in.headers = *ctx->dest_headers;
         }
 
         rb->bufs = chain;
@@ -411,6 +547,45 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     }
 
     return NGX_OK;
+}
+
+
+/* the client's request headers less Content-Encoding, for destinations */
+
+static ngx_list_t *
+ngx_http_consent_dest_headers(ngx_http_request_t *r)
+{
+    ngx_list_t        *list;
+    ngx_uint_t         i;
+    ngx_list_part_t   *part;
+    ngx_table_elt_t   *h, *copy;
+
+    list = ngx_list_create(r->pool, 20, sizeof(ngx_table_elt_t));
+    if (list == NULL) {
+        return NULL;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == 16
+                && ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "content-encoding", 16) == 0)
+            {
+                continue;
+            }
+
+            copy = ngx_list_push(list);
+            if (copy == NULL) {
+                return NULL;
+            }
+
+            *copy = h[i];
+        }
+    }
+
+    return list;
 }
 
 
@@ -501,14 +676,43 @@ ngx_http_consent_delivered(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     dl->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
                  : sr->headers_out.status;
 
-    if (!dl->done) {
-        dl->done = 1;
-        dl->elapsed = ngx_current_msec - dl->start;
-        ctx = ngx_http_get_module_ctx(dl->request, ngx_http_consent_module);
-        ctx->pending--;
+    if (dl->done) {
+        return rc;
+    }
+
+    dl->done = 1;
+    dl->elapsed = ngx_current_msec - dl->start;
+    ctx = ngx_http_get_module_ctx(dl->request, ngx_http_consent_module);
+    ctx->pending--;
+
+    if (!ctx->background) {
+        return rc;
+    }
+
+    /* the client has had its 200: the log and the counters tell */
+
+    if (dl->failed) {
+        ngx_http_consent_log_failed(dl->request, dl);
+    }
+
+    if (ctx->counted) {
+        ngx_http_consent_status_delivery(dl->request, ctx,
+                                         dl - ctx->deliveries);
     }
 
     return rc;
+}
+
+
+static void
+ngx_http_consent_log_failed(ngx_http_request_t *r,
+    ngx_http_consent_delivery_t *dl)
+{
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "consent: destination \"%V\" (%V) failed with "
+                  "status %ui, %ui events not delivered",
+                  &dl->conf->name, &dl->conf->uri, dl->status,
+                  dl->nevents);
 }
 
 
@@ -564,12 +768,7 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
         if (dl->failed) {
             nfailed++;
             size += dl->conf->name.len * 6 + 3;
-
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "consent: destination \"%V\" (%V) failed with "
-                          "status %ui, %ui events not delivered",
-                          &dl->conf->name, &dl->conf->uri, dl->status,
-                          dl->nevents);
+            ngx_http_consent_log_failed(r, dl);
         }
     }
 

@@ -27,6 +27,13 @@ static ngx_int_t ngx_http_consent_build_policy(ngx_conf_t *cf,
     ngx_http_consent_loc_conf_t *clcf);
 
 
+static ngx_conf_enum_t  ngx_http_consent_delivery_modes[] = {
+    { ngx_string("wait"), NGX_HTTP_CONSENT_WAIT },
+    { ngx_string("background"), NGX_HTTP_CONSENT_BACKGROUND },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_consent_commands[] = {
 
     { ngx_string("consent_category"),
@@ -70,6 +77,13 @@ static ngx_command_t  ngx_http_consent_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_consent_loc_conf_t, max_events),
       NULL },
+
+    { ngx_string("consent_delivery"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_consent_loc_conf_t, delivery),
+      &ngx_http_consent_delivery_modes },
 
     { ngx_string("consent_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -552,6 +566,7 @@ ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
     conf->max_event_size = NGX_CONF_UNSET_SIZE;
     conf->max_events = NGX_CONF_UNSET_UINT;
     conf->cors = NGX_CONF_UNSET_UINT;
+    conf->delivery = NGX_CONF_UNSET_UINT;
     conf->hook = NGX_CONF_UNSET_UINT;
 
     return conf;
@@ -582,6 +597,8 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               32 * 1024);
     ngx_conf_merge_uint_value(conf->max_events, prev->max_events, 2500);
     ngx_conf_merge_uint_value(conf->hook, prev->hook, 0);
+    ngx_conf_merge_uint_value(conf->delivery, prev->delivery,
+                              NGX_HTTP_CONSENT_WAIT);
 
     if (conf->cors == NGX_CONF_UNSET_UINT) {
         conf->cors = (prev->cors == NGX_CONF_UNSET_UINT)

@@ -116,6 +116,8 @@ static const char  *ngx_http_consent_status_glue_codes[] = {
     "method_not_allowed",
     "unknown_endpoint",
     "no_valid_events",
+    "invalid_gzip",
+    "unsupported_encoding",
     NULL
 };
 
@@ -652,16 +654,11 @@ static void
 ngx_http_consent_status_count(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx)
 {
-    ngx_uint_t                       status, d, e, b, ndests, ok;
-    ngx_uint_t                       n[NGX_HTTP_CONSENT_OUT_N];
+    ngx_uint_t                       status, d, e;
     ngx_uint_t                       codes[CONSENT_CODE_MAX];
     consent_result_t                *res;
     ngx_http_consent_status_shm_t   *sh;
-    ngx_http_consent_status_slot_t  *slot;
-    ngx_http_consent_status_name_t  *names;
     ngx_http_consent_delivery_t     *dl;
-    ngx_http_consent_dest_conf_t    *dests;
-    ngx_http_consent_loc_conf_t     *clcf;
     ngx_http_consent_main_conf_t    *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
@@ -712,10 +709,47 @@ ngx_http_consent_status_count(ngx_http_request_t *r,
         }
     }
 
+    for (d = 0; d < res->ndests; d++) {
+        dl = (ctx->deliveries && d < ctx->ndeliveries)
+             ? &ctx->deliveries[d] : NULL;
+
+        /* a background delivery still under way counts when it ends */
+        if (ctx->background && dl && dl->nevents && !dl->done) {
+            continue;
+        }
+
+        ngx_http_consent_status_delivery(r, ctx, d);
+    }
+}
+
+
+/* destination d's events of one request, and its latency */
+
+void
+ngx_http_consent_status_delivery(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_uint_t d)
+{
+    ngx_uint_t                       e, b, ndests, ok;
+    ngx_uint_t                       n[NGX_HTTP_CONSENT_OUT_N];
+    consent_result_t                *res;
+    ngx_http_consent_status_slot_t  *slot;
+    ngx_http_consent_status_name_t  *names;
+    ngx_http_consent_delivery_t     *dl;
+    ngx_http_consent_dest_conf_t    *dests;
+    ngx_http_consent_loc_conf_t     *clcf;
+    ngx_http_consent_main_conf_t    *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+
+    if (cmcf->status == NULL || cmcf->status->sh == NULL) {
+        return;
+    }
+
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
+    res = &ctx->result;
     ndests = res->ndests;
 
-    if (res->outcome == NULL || ndests == 0 || clcf->dests == NULL
+    if (res->outcome == NULL || d >= ndests || clcf->dests == NULL
         || clcf->dests->nelts != ndests)
     {
         return;
@@ -723,60 +757,57 @@ ngx_http_consent_status_count(ngx_http_request_t *r,
 
     dests = clcf->dests->elts;
     names = cmcf->status->names.elts;
+    slot = names[dests[d].status].slot;
+    ok = ngx_http_consent_status_ok(ctx, d);
 
-    for (d = 0; d < ndests; d++) {
-        slot = names[dests[d].status].slot;
-        ok = ngx_http_consent_status_ok(ctx, d);
+    ngx_memzero(n, sizeof(n));
 
-        ngx_memzero(n, sizeof(n));
+    for (e = 0; e < res->nevents; e++) {
+        switch (res->outcome[e * ndests + d]) {
 
-        for (e = 0; e < res->nevents; e++) {
-            switch (res->outcome[e * ndests + d]) {
+        case CONSENT_DELIVER:
+            n[ok ? NGX_HTTP_CONSENT_OUT_DELIVERED
+                 : NGX_HTTP_CONSENT_OUT_FAILED]++;
+            break;
 
-            case CONSENT_DELIVER:
-                n[ok ? NGX_HTTP_CONSENT_OUT_DELIVERED
-                     : NGX_HTTP_CONSENT_OUT_FAILED]++;
-                break;
+        case CONSENT_FILTERED_CONSENT:
+            n[NGX_HTTP_CONSENT_OUT_CONSENT]++;
+            break;
 
-            case CONSENT_FILTERED_CONSENT:
-                n[NGX_HTTP_CONSENT_OUT_CONSENT]++;
-                break;
+        case CONSENT_FILTERED_INTEGRATIONS:
+            n[NGX_HTTP_CONSENT_OUT_INTEGRATIONS]++;
+            break;
 
-            case CONSENT_FILTERED_INTEGRATIONS:
-                n[NGX_HTTP_CONSENT_OUT_INTEGRATIONS]++;
-                break;
-
-            default:
-                break;
-            }
+        default:
+            break;
         }
-
-        for (e = 0; e < NGX_HTTP_CONSENT_OUT_N; e++) {
-            if (n[e]) {
-                (void) ngx_atomic_fetch_add(&slot->events[e], n[e]);
-            }
-        }
-
-        if (ctx->deliveries == NULL || d >= ctx->ndeliveries) {
-            continue;
-        }
-
-        dl = &ctx->deliveries[d];
-
-        /* a subrequest that finished; done alone also means "nothing" */
-        if (dl->nevents == 0 || !dl->done) {
-            continue;
-        }
-
-        for (b = 0; b < NGX_HTTP_CONSENT_STATUS_NBUCKETS - 1; b++) {
-            if (dl->elapsed <= ngx_http_consent_status_ms[b]) {
-                break;
-            }
-        }
-
-        (void) ngx_atomic_fetch_add(&slot->bucket[b], 1);
-        (void) ngx_atomic_fetch_add(&slot->sum, dl->elapsed);
     }
+
+    for (e = 0; e < NGX_HTTP_CONSENT_OUT_N; e++) {
+        if (n[e]) {
+            (void) ngx_atomic_fetch_add(&slot->events[e], n[e]);
+        }
+    }
+
+    if (ctx->deliveries == NULL || d >= ctx->ndeliveries) {
+        return;
+    }
+
+    dl = &ctx->deliveries[d];
+
+    /* a subrequest that finished; done alone also means "nothing" */
+    if (dl->nevents == 0 || !dl->done) {
+        return;
+    }
+
+    for (b = 0; b < NGX_HTTP_CONSENT_STATUS_NBUCKETS - 1; b++) {
+        if (dl->elapsed <= ngx_http_consent_status_ms[b]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&slot->bucket[b], 1);
+    (void) ngx_atomic_fetch_add(&slot->sum, dl->elapsed);
 }
 
 
