@@ -15,6 +15,8 @@ static char *ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_cors_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_consent_delivery(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_consent_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_consent_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -25,13 +27,6 @@ static char *ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_consent_build_policy(ngx_conf_t *cf,
     ngx_http_consent_loc_conf_t *clcf);
-
-
-static ngx_conf_enum_t  ngx_http_consent_delivery_modes[] = {
-    { ngx_string("wait"), NGX_HTTP_CONSENT_WAIT },
-    { ngx_string("background"), NGX_HTTP_CONSENT_BACKGROUND },
-    { ngx_null_string, 0 }
-};
 
 
 static ngx_command_t  ngx_http_consent_commands[] = {
@@ -80,10 +75,10 @@ static ngx_command_t  ngx_http_consent_commands[] = {
 
     { ngx_string("consent_delivery"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_consent_delivery,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_consent_loc_conf_t, delivery),
-      &ngx_http_consent_delivery_modes },
+      0,
+      NULL },
 
     { ngx_string("consent_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -192,6 +187,40 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
     }
 
     return ngx_http_consent_filter_init(cf);
+}
+
+
+/* consent_delivery wait | background; */
+
+static char *
+ngx_http_consent_delivery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_consent_loc_conf_t *clcf = conf;
+
+    ngx_str_t  *value;
+
+    if (clcf->delivery != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "wait") == 0) {
+        clcf->delivery = NGX_HTTP_CONSENT_WAIT;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "background") == 0) {
+        clcf->delivery = NGX_HTTP_CONSENT_BACKGROUND;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive, "
+                       "it must be \"wait\" or \"background\"",
+                       &value[1], &cmd->name);
+
+    return NGX_CONF_ERROR;
 }
 
 

@@ -157,6 +157,17 @@ passes('consent_cors_origins forms',
                . "        location /y/v1/ { consent_ingest;"
                . " consent_cors_origins *; }\n");
 
+fails_at('consent_delivery with an unknown mode',
+         "    consent_delivery sometimes;\n",
+         qr/consent_delivery/,
+         [qr/invalid value "sometimes"/, qr/"wait"/, qr/"background"/]);
+
+passes('consent_delivery modes',
+       "    consent_delivery background;\n",
+       server => "        location /v1/ { consent_ingest; }\n"
+               . "        location /w/v1/ { consent_ingest;"
+               . " consent_delivery wait; }\n");
+
 # nginx allows 50 subrequests per request
 my $fifty = join '', map { "    consent_destination d$_ /_dest/d$_;\n" }
                          1 .. 50;
