@@ -4,7 +4,7 @@
 # and the prove suite's upstreams.
 #
 #   perl demo/sink.pl --name NAME --log FILE [--status CODE] [--port N]
-#                     [--mode normal|hang|close] [--print]
+#                     [--mode normal|hang|close|partial] [--print]
 #
 # Binds 127.0.0.1 (port 0 or none: a free one), prints "PORT <n>" on
 # stdout, then for every request appends one JSON line
@@ -12,7 +12,8 @@
 # to FILE (written and closed BEFORE the reply, so whoever got the reply
 # can read the log without racing), and answers CODE with {"ok":true}.
 # "body" holds the raw body bytes, one JSON string character per byte.
-# --mode hang: never answers; --mode close: closes without answering.
+# --mode hang: never answers; --mode close: closes without answering;
+# --mode partial: sends the headers and part of the body, then closes.
 # One process per connection; HTTP/1.1 keep-alive is supported.
 # Exits on SIGTERM / SIGINT (and takes its connection children along).
 
@@ -28,12 +29,12 @@ use POSIX qw(WNOHANG);
 my %opt = (status => 200, port => 0, mode => 'normal');
 GetOptions(\%opt, 'name=s', 'log=s', 'status=i', 'port=i', 'mode=s', 'print')
     or die "usage: $0 --name NAME --log FILE [--status CODE] [--port N] "
-         . "[--mode normal|hang|close] [--print]\n";
+         . "[--mode normal|hang|close|partial] [--print]\n";
 
 defined $opt{name} or die "$0: --name is required\n";
 defined $opt{log}  or die "$0: --log is required\n";
-$opt{mode} =~ /^(normal|hang|close)$/
-    or die "$0: --mode must be normal, hang or close\n";
+$opt{mode} =~ /^(normal|hang|close|partial)$/
+    or die "$0: --mode must be normal, hang, close or partial\n";
 
 my $print = $opt{print} || -t STDOUT;
 
@@ -119,6 +120,13 @@ sub serve {
         }
 
         if ($opt{mode} eq 'close') {
+            close $c;
+            return;
+        }
+
+        if ($opt{mode} eq 'partial') {
+            write_all($c, "HTTP/1.1 200 OK\r\nContent-Type: application/json"
+                        . "\r\nContent-Length: 100\r\n\r\n{\"ok\":");
             close $c;
             return;
         }

@@ -27,6 +27,7 @@ static ngx_chain_t *ngx_http_consent_batch_chain(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_uint_t d, off_t *len);
 static ngx_int_t ngx_http_consent_delivered(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static ngx_uint_t ngx_http_consent_cut_short(ngx_http_request_t *sr);
 static void ngx_http_consent_wake(ngx_http_request_t *r);
 static void ngx_http_consent_log_failed(ngx_http_request_t *r,
     ngx_http_consent_delivery_t *dl);
@@ -666,15 +667,19 @@ ngx_http_consent_delivered(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         return rc;
     }
 
+    dl->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
+                 : sr->headers_out.status;
+
+    if (rc == NGX_OK && ngx_http_consent_cut_short(sr)) {
+        dl->status = NGX_HTTP_BAD_GATEWAY;
+    }
+
     /* called again for an error page: failure is sticky */
     if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE
-        || sr->headers_out.status < 200 || sr->headers_out.status > 299)
+        || dl->status < 200 || dl->status > 299)
     {
         dl->failed = 1;
     }
-
-    dl->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
-                 : sr->headers_out.status;
 
     if (dl->done) {
         return rc;
@@ -713,6 +718,36 @@ ngx_http_consent_log_failed(ngx_http_request_t *r,
                   "status %ui, %ui events not delivered",
                   &dl->conf->name, &dl->conf->uri, dl->status,
                   dl->nevents);
+}
+
+
+/*
+ * An upstream that closes in the middle of its response body ends the
+ * subrequest with rc 0 and its 2xx status (nginx has already sent the
+ * header, so it can only stop): nginx's own test for a complete body
+ * tells.
+ */
+
+static ngx_uint_t
+ngx_http_consent_cut_short(ngx_http_request_t *sr)
+{
+    ngx_event_pipe_t     *p;
+    ngx_http_upstream_t  *u;
+
+    u = sr->upstream;
+
+    if (u == NULL) {
+        return 0;
+    }
+
+    if (u->buffering) {
+        p = u->pipe;
+
+        return p != NULL && !p->upstream_done
+               && !(p->upstream_eof && p->length == -1);
+    }
+
+    return u->length > 0;
 }
 
 
