@@ -28,6 +28,18 @@ package ConsentTest;
 #   path   => '/p'     upstream URI (default /NAME)
 #
 # Placeholders in snippets: %%PORT_NAME%%, %%PREFIX%%, %%NGINX_PORT%%.
+#
+# Environment (make test-memcheck sets the last three):
+#   TEST_NGINX_BINARY    nginx binary (default /usr/sbin/nginx)
+#   CONSENT_TEST_KEEP    keep the temporary prefixes, print their paths
+#   CONSENT_TEST_MODULE  module to load (default build/ngx_http_...so)
+#   CONSENT_TEST_PRELOAD LD_PRELOAD for every nginx process (libasan.so)
+#   CONSENT_TEST_ASAN    sanitizer mode: nginx runs with ASAN_OPTIONS and
+#                        UBSAN_OPTIONS writing one report file per process
+#                        (PREFIX/sanitizer/ for an instance), leak checking
+#                        on; stop() fails its error.log test on any report
+#                        (leaks: see _san_reports), _run() (so nginx_t)
+#                        adds a failing test on one.
 
 use strict;
 use warnings;
@@ -49,7 +61,8 @@ use Time::HiRes qw(sleep time);
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $ROOT = abs_path(File::Spec->catdir(dirname(abs_path(__FILE__)),
                                         '..', '..'));
-our $MODULE = "$ROOT/build/ngx_http_consent_module.so";
+our $MODULE = $ENV{CONSENT_TEST_MODULE}
+              || "$ROOT/build/ngx_http_consent_module.so";
 our $SINK = "$ROOT/demo/sink.pl";
 
 my $JSON = JSON::PP->new->utf8->canonical;
@@ -73,6 +86,70 @@ sub _check_module {
     return if $ENV{CONSENT_TEST_NO_MODULE};
     Test::More::BAIL_OUT("$MODULE not found: run make first")
         unless -f $MODULE;
+}
+
+
+# ---------------------------------------------------------------------
+# sanitizer mode (CONSENT_TEST_ASAN, CONSENT_TEST_PRELOAD)
+
+our $ASAN = $ENV{CONSENT_TEST_ASAN};
+
+# where the nginx processes _run() starts write their reports; new()
+# sets it to PREFIX/sanitizer, otherwise one directory per test process
+our $SAN_DIR;
+my $SAN_TMP;
+
+sub _san_env {
+    my ($dir) = @_;
+    my %env;
+    $env{LD_PRELOAD} = $ENV{CONSENT_TEST_PRELOAD}
+        if $ENV{CONSENT_TEST_PRELOAD};
+    return %env unless $ASAN;
+    # abort_on_error=0: the process exits (code 1) after writing its
+    # report, no core dump; leaks are checked when a process exits (nginx
+    # keeps its cycle memory reachable, so only real leaks are reported)
+    $env{ASAN_OPTIONS} = join ':', "log_path=$dir/asan", 'detect_leaks=1',
+        'abort_on_error=0', 'halt_on_error=1', 'fast_unwind_on_malloc=0',
+        'handle_abort=1', 'handle_sigill=1', 'detect_stack_use_after_return=1',
+        'check_initialization_order=1', 'strict_string_checks=1';
+    $env{UBSAN_OPTIONS} = join ':', "log_path=$dir/ubsan",
+        'print_stacktrace=1', 'halt_on_error=0';
+    $env{LSAN_OPTIONS} = 'print_suppressions=0';
+    return %env;
+}
+
+# Sanitizer report files in DIR, as "file:\ncontents" texts.  The stock
+# nginx leaves some of its own memory unreachable when a process exits
+# (a failed configuration's init pool, a worker's connection arrays once
+# the cycle pool is gone): a leak counts only when the module is on its
+# allocation stack (the module's pool allocations are malloc() calls
+# from the module in the ASan build, t/asan/ngx_palloc.h).
+sub _san_reports {
+    my ($dir) = @_;
+    my @r;
+    my $mod = quotemeta((File::Spec->splitpath($MODULE))[2]);
+    opendir my $dh, $dir or return ();
+    for my $f (sort grep { /^(asan|ubsan)\./ } readdir $dh) {
+        open my $fh, '<', "$dir/$f" or next;
+        local $/;
+        my $text = <$fh> // '';
+        close $fh;
+        if ($text =~ /ERROR: LeakSanitizer/
+            && $text !~ /ERROR: AddressSanitizer/)
+        {
+            my @leaks = grep { /$mod|\/ngx_consent_module\//o }
+                        split /\n(?=(?:Direct|Indirect) leak of )/, $text;
+            next unless @leaks;
+        }
+        push @r, "$dir/$f:\n$text";
+    }
+    closedir $dh;
+    return @r;
+}
+
+sub _san_dir {
+    $SAN_TMP //= tempdir('consent-san-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    return $SAN_TMP;
 }
 
 
@@ -123,7 +200,7 @@ sub new {
     Scalar::Util::weaken($LIVE{$self + 0});
     Test::More::diag("prefix $self->{prefix}") if $ENV{CONSENT_TEST_KEEP};
     mkdir "$self->{prefix}/$_" for qw(logs client_body proxy fastcgi uwsgi
-                                      scgi);
+                                      scgi sanitizer);
 
     for my $name (sort keys %{ $self->{dests} }) {
         $self->_start_sink($name, $self->{dests}{$name});
@@ -134,6 +211,7 @@ sub new {
     for my $try (1 .. 5) {
         $self->{port} = free_port();
         $self->_write_conf;
+        local $SAN_DIR = "$self->{prefix}/sanitizer";
         my ($rc, $out) = _run($NGINX, '-p', $self->{prefix},
                               '-c', "$self->{prefix}/nginx.conf",
                               '-e', "$self->{prefix}/error.log");
@@ -331,15 +409,30 @@ sub reload {
 
 sub _run {
     my (@cmd) = @_;
+    # an instance's daemon keeps running: its reports are read at stop()
+    my $dir = $SAN_DIR // (($ASAN || $ENV{CONSENT_TEST_PRELOAD})
+                           ? _san_dir() : undef);
+    my %env = _san_env($dir);
+    my %seen = map { $_ => 1 } ($ASAN && !$SAN_DIR ? _san_reports($dir) : ());
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
+        @ENV{keys %env} = values %env;
         open STDERR, '>&', \*STDOUT;
         exec @cmd or POSIX::_exit(127);
     }
     local $/;
     my $out = <$fh> // '';
     close $fh;
-    return ($? >> 8, $out);
+    my $rc = $? >> 8;
+    if ($ASAN && !$SAN_DIR) {
+        my @new = grep { !$seen{$_} } _san_reports($dir);
+        local $Test::Builder::Level = $Test::Builder::Level + 1;
+        if (@new) {
+            Test::More::ok(0, "no sanitizer report from @cmd");
+            Test::More::diag(join "\n", @new);
+        }
+    }
+    return ($rc, $out);
 }
 
 sub master_pid {
@@ -389,10 +482,14 @@ sub stop {
     push @bad, grep { /\[emerg\]/ && !$self->{expected_emerg}{$_} }
                split /\n/, $after;
     push @bad, grep { /exited on signal/ && !/\[alert\]/ } split /\n/, $log;
+    # ASan turns a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, abort()) into
+    # a report and exit code 1
+    push @bad, _san_reports("$self->{prefix}/sanitizer") if $ASAN;
 
     Test::More::ok($pid && $quit_ok,
                    "nginx quit gracefully (pid " . ($pid // 'none') . ")");
-    Test::More::ok(!@bad, "error.log has no alert, emerg or crash")
+    Test::More::ok(!@bad, "error.log has no alert, emerg or crash"
+                          . ($ASAN ? "; no sanitizer report" : ''))
         or Test::More::diag(join "\n", @bad);
 
 }
