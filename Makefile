@@ -47,7 +47,7 @@ run: $(MODULE)
 	sh demo/run.sh
 
 test: $(MODULE) test-unit test-json test-lua fuzz-smoke test-prove \
-      test-memcheck
+      test-memcheck soak
 
 $(BUILD)/unit: t/unit/test_core.c $(CORE_SRCS) ngx_consent_module/consent_core.h
 	$(CC) $(CFLAGS_T) -fsanitize=address,undefined -o $@ t/unit/test_core.c \
@@ -152,3 +152,13 @@ test-memcheck: $(ASAN_MODULE)
 	CONSENT_TEST_MODULE=$(CURDIR)/$(ASAN_MODULE) \
 	CONSENT_TEST_PRELOAD=$(ASAN_PRELOAD) \
 	CONSENT_TEST_ASAN=1 prove -j2 t/
+
+# ---------------------------------------------------------------------
+# soak (bench/README.md, "Soak"): 10^5 mixed requests (after 10^4 of
+# warm-up) against the stock nginx with the module, one worker; fails on
+# a crash, an unexpected 5xx or worker VmRSS growth over 1 MB.  About
+# 15 s, so `make test` runs it.  SOAK_REQUESTS, SOAK_WARMUP, SOAK_CONNS,
+# SOAK_MAX_GROWTH_KB: see bench/soak.sh.
+.PHONY: soak
+soak: $(BUILD)/.deps $(MODULE)
+	sh bench/soak.sh
