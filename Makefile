@@ -162,3 +162,15 @@ test-memcheck: $(ASAN_MODULE)
 .PHONY: soak
 soak: $(BUILD)/.deps $(MODULE)
 	sh bench/soak.sh
+
+# ---------------------------------------------------------------------
+# end-to-end benchmark (bench/README.md, "End-to-end"): the gateway,
+# nginx's mirror fan-out and the same rules in OpenResty, driven by wrk
+# in one run on loopback.  bench/deps.sh installs what it needs on top
+# of the project's packages (libnginx-mod-http-lua, wrk, linux-perf).
+# E2E_SECONDS, E2E_ROUNDS, E2E_CONNS, E2E_PERF=1, E2E_NO_TRIM=1: see
+# bench/e2e.sh.
+.PHONY: bench
+bench: $(MODULE)
+	sh bench/deps.sh
+	sh bench/e2e.sh
