@@ -40,6 +40,8 @@ package ConsentTest;
 #                        on; stop() fails its error.log test on any report
 #                        (leaks: see _san_reports), _run() (so nginx_t)
 #                        adds a failing test on one.
+#   CONSENT_TEST_VALGRIND  the same with every nginx process under valgrind
+#                        (memcheck, no leak check): any error fails.
 
 use strict;
 use warnings;
@@ -93,6 +95,20 @@ sub _check_module {
 # sanitizer mode (CONSENT_TEST_ASAN, CONSENT_TEST_PRELOAD)
 
 our $ASAN = $ENV{CONSENT_TEST_ASAN};
+our $VALGRIND = $ENV{CONSENT_TEST_VALGRIND};
+our $MEMCHECK = $ASAN || $VALGRIND;
+die "CONSENT_TEST_ASAN and CONSENT_TEST_VALGRIND exclude each other\n"
+    if $ASAN && $VALGRIND;
+
+# valgrind (memcheck) in front of nginx: the daemon's processes stay
+# under it across fork(); -q keeps a log file empty unless it has errors.
+# Leaks are left to the ASan mode (nginx's own exit-time noise).
+sub _valgrind {
+    my ($dir) = @_;
+    return () unless $VALGRIND;
+    return ('valgrind', '-q', '--leak-check=no', '--num-callers=30',
+            "--log-file=$dir/valgrind.%p");
+}
 
 # where the nginx processes _run() starts write their reports; new()
 # sets it to PREFIX/sanitizer, otherwise one directory per test process
@@ -129,11 +145,12 @@ sub _san_reports {
     my @r;
     my $mod = quotemeta((File::Spec->splitpath($MODULE))[2]);
     opendir my $dh, $dir or return ();
-    for my $f (sort grep { /^(asan|ubsan)\./ } readdir $dh) {
+    for my $f (sort grep { /^(asan|ubsan|valgrind)\./ } readdir $dh) {
         open my $fh, '<', "$dir/$f" or next;
         local $/;
         my $text = <$fh> // '';
         close $fh;
+        next unless length $text;
         if ($text =~ /ERROR: LeakSanitizer/
             && $text !~ /ERROR: AddressSanitizer/)
         {
@@ -410,21 +427,22 @@ sub reload {
 sub _run {
     my (@cmd) = @_;
     # an instance's daemon keeps running: its reports are read at stop()
-    my $dir = $SAN_DIR // (($ASAN || $ENV{CONSENT_TEST_PRELOAD})
+    my $dir = $SAN_DIR // (($MEMCHECK || $ENV{CONSENT_TEST_PRELOAD})
                            ? _san_dir() : undef);
     my %env = _san_env($dir);
-    my %seen = map { $_ => 1 } ($ASAN && !$SAN_DIR ? _san_reports($dir) : ());
+    my %seen = map { $_ => 1 }
+               ($MEMCHECK && !$SAN_DIR ? _san_reports($dir) : ());
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
         @ENV{keys %env} = values %env;
         open STDERR, '>&', \*STDOUT;
-        exec @cmd or POSIX::_exit(127);
+        exec _valgrind($dir), @cmd or POSIX::_exit(127);
     }
     local $/;
     my $out = <$fh> // '';
     close $fh;
     my $rc = $? >> 8;
-    if ($ASAN && !$SAN_DIR) {
+    if ($MEMCHECK && !$SAN_DIR) {
         my @new = grep { !$seen{$_} } _san_reports($dir);
         local $Test::Builder::Level = $Test::Builder::Level + 1;
         if (@new) {
@@ -484,12 +502,12 @@ sub stop {
     push @bad, grep { /exited on signal/ && !/\[alert\]/ } split /\n/, $log;
     # ASan turns a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, abort()) into
     # a report and exit code 1
-    push @bad, _san_reports("$self->{prefix}/sanitizer") if $ASAN;
+    push @bad, _san_reports("$self->{prefix}/sanitizer") if $MEMCHECK;
 
     Test::More::ok($pid && $quit_ok,
                    "nginx quit gracefully (pid " . ($pid // 'none') . ")");
     Test::More::ok(!@bad, "error.log has no alert, emerg or crash"
-                          . ($ASAN ? "; no sanitizer report" : ''))
+                          . ($MEMCHECK ? "; no sanitizer report" : ''))
         or Test::More::diag(join "\n", @bad);
 
 }
