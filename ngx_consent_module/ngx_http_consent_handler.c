@@ -342,6 +342,8 @@ ngx_http_consent_inflate_body(ngx_http_request_t *r, u_char **body,
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
 
+    ngx_str_null(&error);
+
     rc = ngx_http_consent_inflate(r, *body, *len, clcf->max_body_size, &out,
                                   &error);
 
