@@ -39,9 +39,11 @@ $(NGX_BUILD)/objs/Makefile: config $(BUILD)/.deps
 	    --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
 	    || { tail -30 configure.log; exit 1; }
 
+# installed by renaming a new file over the old one: a running nginx keeps
+# its mapping of the old one (cp over it crashed running workers)
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_consent_module.so $@
+	cp $(NGX_BUILD)/objs/ngx_http_consent_module.so $@.tmp && mv -f $@.tmp $@
 
 run: $(MODULE)
 	sh demo/run.sh
@@ -144,7 +146,7 @@ $(ASAN_SRC)/objs/Makefile: config $(BUILD)/.deps $(wildcard t/asan/*.h)
 
 $(ASAN_MODULE): $(ASAN_SRC)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(ASAN_SRC) -f objs/Makefile modules
-	cp $(ASAN_SRC)/objs/ngx_http_consent_module.so $@
+	cp $(ASAN_SRC)/objs/ngx_http_consent_module.so $@.tmp && mv -f $@.tmp $@
 
 asan: $(ASAN_MODULE)
 

@@ -185,6 +185,17 @@ consent_code_e consent_process_hooked(const consent_policy_t *policy,
     consent_alloc_pt alloc, void *ctx, consent_hook_pt hook, void *hook_ctx,
     consent_result_t *res);
 
+/*
+ * The same, with the token tape from tape_alloc(tape_ctx, n): the tape
+ * is read until consent_split() is done with the result, so a caller
+ * handling one request at a time may lend the same buffer to each.
+ */
+consent_code_e consent_process_tape(const consent_policy_t *policy,
+    consent_endpoint_e ep, const unsigned char *body, size_t len,
+    consent_alloc_pt alloc, void *ctx, consent_alloc_pt tape_alloc,
+    void *tape_ctx, consent_hook_pt hook, void *hook_ctx,
+    consent_result_t *res);
+
 /* a category's index among the enabled ones, or -1 */
 long consent_policy_find(const consent_policy_t *p, const char *id,
     size_t len);

@@ -634,6 +634,17 @@ consent_process_hooked(const consent_policy_t *policy, consent_endpoint_e ep,
     const unsigned char *body, size_t len, consent_alloc_pt alloc,
     void *ctx, consent_hook_pt hook, void *hook_ctx, consent_result_t *res)
 {
+    return consent_process_tape(policy, ep, body, len, alloc, ctx, alloc,
+                                ctx, hook, hook_ctx, res);
+}
+
+
+consent_code_e
+consent_process_tape(const consent_policy_t *policy, consent_endpoint_e ep,
+    const unsigned char *body, size_t len, consent_alloc_pt alloc,
+    void *ctx, consent_alloc_pt tape_alloc, void *tape_ctx,
+    consent_hook_pt hook, void *hook_ctx, consent_result_t *res)
+{
     consent_json_t       js;
     route_t              r;
     fields_t             f;
@@ -648,7 +659,7 @@ consent_process_hooked(const consent_policy_t *policy, consent_endpoint_e ep,
     memset(res, 0, sizeof(consent_result_t));
     res->ndests = policy->ndests;
 
-    if (consent_json_scan(&js, body, len, alloc, ctx) != 0) {
+    if (consent_json_scan(&js, body, len, tape_alloc, tape_ctx) != 0) {
         if (js.err == CONSENT_JSON_ENOMEM) {
             return fail(res, CONSENT_NO_MEMORY, js.err, 0);
         }

@@ -160,6 +160,11 @@ void ngx_http_consent_status_lua_error(ngx_http_request_t *r);
 void ngx_http_consent_status_delivery(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_uint_t d);
 
+void ngx_http_consent_scratch_reset(void);
+void *ngx_http_consent_scratch_tape(void *data, size_t size);
+consent_slice_t *ngx_http_consent_scratch_slices(size_t n);
+void ngx_http_consent_scratch_free(void);
+
 ngx_int_t ngx_http_consent_inflate(ngx_http_request_t *r, u_char *in,
     size_t len, size_t max, ngx_str_t *out, ngx_str_t *error);
 

@@ -189,16 +189,18 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
     ctx->body = body;
     ctx->body_len = len;
 
-    if (clcf->hook) {
-        code = consent_process_hooked(&clcf->policy, ctx->endpoint, body, len,
-                                      ngx_http_consent_alloc, r->pool,
-                                      ngx_http_consent_lua_event, r,
-                                      &ctx->result);
-        ngx_http_consent_lua_done(r, ctx);
+    /* the tape is the worker's scratch until the fan-out is built */
+    ngx_http_consent_scratch_reset();
 
-    } else {
-        code = consent_process(&clcf->policy, ctx->endpoint, body, len,
-                               ngx_http_consent_alloc, r->pool, &ctx->result);
+    code = consent_process_tape(&clcf->policy, ctx->endpoint, body, len,
+                                ngx_http_consent_alloc, r->pool,
+                                ngx_http_consent_scratch_tape, r,
+                                clcf->hook ? ngx_http_consent_lua_event
+                                           : NULL,
+                                r, &ctx->result);
+
+    if (clcf->hook) {
+        ngx_http_consent_lua_done(r, ctx);
     }
 
     switch (code) {
@@ -404,6 +406,31 @@ ngx_http_consent_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
         *body = cl->buf->pos;
         *len = cl->buf->last - cl->buf->pos;
         return NGX_OK;
+    }
+
+    /*
+     * nginx keeps the part read with the headers apart (in header_in)
+     * even with request_body_in_single_buf, but sizes the buffer for the
+     * rest to hold it too: joined there, without a copy of the body.
+     */
+    b = r->request_body->buf;
+
+    if (cl->next->next == NULL && b != NULL
+        && !cl->buf->in_file && !cl->next->buf->in_file
+        && cl->next->buf->pos >= b->start && cl->next->buf->last <= b->end)
+    {
+        size = cl->buf->last - cl->buf->pos;
+        p = cl->next->buf->pos;
+        n = cl->next->buf->last - p;
+
+        if ((size_t) (b->end - cl->next->buf->last) >= size) {
+            ngx_memmove(p + size, p, n);
+            ngx_memcpy(p, cl->buf->pos, size);
+
+            *body = p;
+            *len = size + n;
+            return NGX_OK;
+        }
     }
 
     size = 0;
@@ -631,8 +658,7 @@ ngx_http_consent_batch_chain(ngx_http_request_t *r,
     ngx_chain_t      *chain, **last;
     consent_slice_t  *sl;
 
-    sl = ngx_palloc(r->pool,
-                    consent_split_max(&ctx->result) * sizeof(consent_slice_t));
+    sl = ngx_http_consent_scratch_slices(consent_split_max(&ctx->result));
     if (sl == NULL) {
         return NULL;
     }

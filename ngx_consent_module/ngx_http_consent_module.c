@@ -287,6 +287,7 @@ static void
 ngx_http_consent_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_consent_lua_exit_worker();
+    ngx_http_consent_scratch_free();
 }
 
 

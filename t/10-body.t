@@ -19,6 +19,12 @@ my $t = ConsentTest->new(
     client_body_buffer_size 1k;
     consent_max_body_size   1m;
 EOF
+    locations => <<'EOF',
+        location /mem/v1/ {
+            consent_ingest;
+            client_body_buffer_size 512k;
+        }
+EOF
 );
 
 sub events {
@@ -50,6 +56,25 @@ sub events {
          'temp file: top-level members follow the batch');
     like($t->error_log, qr/client request body is buffered to a temporary/,
          'the body was indeed buffered to a temporary file');
+}
+
+# --- a body in memory, partly read with the headers ------------------------
+# (sent in one write: nginx reads the first bytes of the body into its
+# header buffer and the rest into the body buffer; the module joins them)
+
+for my $n (10, 100, 600) {
+    my @ev = events($n, "m$n-");
+    my $body = '{"batch":[' . join(',', @ev) . '],"writeKey":"wk"}';
+    $t->clear;
+    my $res = $t->raw_request("POST /mem/v1/batch HTTP/1.1\r\nHost: x\r\n"
+        . "Connection: close\r\nContent-Type: application/json\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n" . $body);
+    ConsentTest::accepted_ok($res, "in memory, $n events");
+    is_deeply([$t->received_raw_events('webhook')], \@ev,
+              "in memory, $n events: webhook got every event, byte exact");
+    is_deeply([$t->received_raw_events('amplitude')],
+              [grep { /"C0002":true/ } @ev],
+              "in memory, $n events: amplitude got the consented ones");
 }
 
 # --- chunked request bodies ----------------------------------------------------
