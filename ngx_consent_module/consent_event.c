@@ -692,8 +692,13 @@ consent_process_tape(const consent_policy_t *policy, consent_endpoint_e ep,
     memset(r.batch_integ, INTEG_ABSENT, policy->ndests + 1);
 
     if (ep == CONSENT_EP_BATCH) {
-        res->extra = alloc(ctx, (js.tok[root].next / 2 + 1)
-                                * sizeof(consent_span_t));
+        /* the envelope's members (a key, then its value's subtree) */
+        n = 0;
+        for (i = root + 1; i < js.tok[root].next; i = js.tok[i + 1].next) {
+            n++;
+        }
+
+        res->extra = alloc(ctx, (n + 1) * sizeof(consent_span_t));
         if (res->extra == NULL) {
             return fail(res, CONSENT_NO_MEMORY, "out of memory", 0);
         }

@@ -64,6 +64,8 @@ typedef struct {
     size_t                      max_memory;
     ngx_http_consent_status_conf_t  *status;
     ngx_http_consent_audit_conf_t   *audit;
+    size_t                      malloc_trim;    /* 0: glibc's default */
+    ngx_flag_t                  ingest;         /* some consent_ingest */
 } ngx_http_consent_main_conf_t;
 
 

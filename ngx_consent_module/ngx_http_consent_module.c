@@ -6,6 +6,14 @@
 #include "ngx_http_consent.h"
 #include "ngx_consent_lua_dir.h"
 
+#if (__GLIBC__)
+#include <malloc.h>
+#endif
+
+
+/* glibc refuses an mmap threshold above 32 MB (64-bit) */
+#define NGX_HTTP_CONSENT_MALLOC_TRIM_MAX  (32 * 1024 * 1024)
+
 
 static char *ngx_http_consent_category(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -16,6 +24,8 @@ static char *ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_consent_cors_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_consent_delivery(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_consent_malloc_trim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_consent_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_consent_create_main_conf(ngx_conf_t *cf);
@@ -122,6 +132,13 @@ static ngx_command_t  ngx_http_consent_commands[] = {
       0,
       NULL },
 
+    { ngx_string("consent_malloc_trim"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_consent_malloc_trim,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("consent_status_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_consent_status_zone,
@@ -190,6 +207,43 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
 }
 
 
+/* consent_malloc_trim size | off; */
+
+static char *
+ngx_http_consent_malloc_trim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_consent_main_conf_t *cmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (cmcf->malloc_trim != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        cmcf->malloc_trim = 0;
+        return NGX_CONF_OK;
+    }
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size < 128 * 1024 || size > NGX_HTTP_CONSENT_MALLOC_TRIM_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be \"off\" or a size from 128k to 32m",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    cmcf->malloc_trim = size;
+
+    return NGX_CONF_OK;
+}
+
+
 /* consent_delivery wait | background; */
 
 static char *
@@ -243,6 +297,7 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
 
     cmcf->max_instructions = NGX_CONF_UNSET_UINT;
     cmcf->max_memory = NGX_CONF_UNSET_SIZE;
+    cmcf->malloc_trim = NGX_CONF_UNSET_SIZE;
 
     return cmcf;
 }
@@ -260,6 +315,7 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(cmcf->max_instructions, 1000000);
     ngx_conf_init_size_value(cmcf->max_memory, 16 * 1024 * 1024);
+    ngx_conf_init_size_value(cmcf->malloc_trim, 16 * 1024 * 1024);
 
     if (cmcf->max_instructions == 0 || cmcf->max_instructions > 0x7fffffff) {
         return "has an invalid \"consent_lua_max_instructions\"";
@@ -277,9 +333,35 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
 static ngx_int_t
 ngx_http_consent_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_http_consent_lua_init_worker(cycle,
-               ngx_http_cycle_get_module_main_conf(cycle,
-                                                   ngx_http_consent_module));
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_consent_module);
+
+    if (cmcf == NULL) {
+        return NGX_OK;
+    }
+
+#if (__GLIBC__)
+
+    /*
+     * glibc gives the free top of the heap back to the kernel past
+     * 128 KB; with batches in flight that happened on most requests and
+     * each paid page faults to map it again (README, consent_malloc_trim)
+     */
+    if (cmcf->ingest && cmcf->malloc_trim) {
+        if (mallopt(M_TRIM_THRESHOLD, (int) cmcf->malloc_trim) != 1
+            || mallopt(M_MMAP_THRESHOLD, (int) cmcf->malloc_trim) != 1)
+        {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "consent: mallopt(%uz) failed, glibc's malloc "
+                          "defaults stay", cmcf->malloc_trim);
+        }
+    }
+
+#endif
+
+    return ngx_http_consent_lua_init_worker(cycle, cmcf);
 }
 
 
@@ -503,13 +585,17 @@ ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_consent_loc_conf_t *clcf = conf;
 
-    ngx_http_core_loc_conf_t  *core;
+    ngx_http_core_loc_conf_t      *core;
+    ngx_http_consent_main_conf_t  *cmcf;
 
     if (clcf->ingest != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     clcf->ingest = 1;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
+    cmcf->ingest = 1;
 
     core = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     core->handler = ngx_http_consent_handler;

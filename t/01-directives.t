@@ -168,6 +168,20 @@ passes('consent_delivery modes',
                . "        location /w/v1/ { consent_ingest;"
                . " consent_delivery wait; }\n");
 
+fails_at('consent_malloc_trim below 128k',
+         "    consent_malloc_trim 4k;\n",
+         qr/consent_malloc_trim/,
+         [qr/invalid value "4k"/, qr/128k to 32m/]);
+
+fails_at('consent_malloc_trim above 32m',
+         "    consent_malloc_trim 1g;\n",
+         qr/consent_malloc_trim/,
+         [qr/invalid value "1g"/]);
+
+passes('consent_malloc_trim off', "    consent_malloc_trim off;\n");
+passes('consent_malloc_trim 32m',
+       "    consent_malloc_trim 32m;\n");
+
 # nginx allows 50 subrequests per request
 my $fifty = join '', map { "    consent_destination d$_ /_dest/d$_;\n" }
                          1 .. 50;
