@@ -415,7 +415,7 @@ ngx_http_consent_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
      */
     b = r->request_body->buf;
 
-    if (cl->next->next == NULL && b != NULL
+    if (cl->next != NULL && cl->next->next == NULL && b != NULL
         && !cl->buf->in_file && !cl->next->buf->in_file
         && cl->next->buf->pos >= b->start && cl->next->buf->last <= b->end)
     {
