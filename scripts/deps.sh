@@ -1,11 +1,13 @@
 #!/bin/sh
-# Installs the Debian packages ngx_consent needs to build, run and test.
+# Installs the Debian packages ngx_consent needs to build, run and test,
+# or, given package names (bench/deps.sh), those.
 # Idempotent: does nothing when everything is already installed.
 set -e
 
 PKGS="nginx nginx-dev liblua5.4-dev lua5.4 lua-cjson libpcre2-dev zlib1g-dev
       libssl-dev pkg-config make gcc clang libclang-rt-14-dev wrk perl
       valgrind"
+[ $# -gt 0 ] && PKGS="$*"
 
 missing=""
 for p in $PKGS; do
