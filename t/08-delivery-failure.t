@@ -7,7 +7,6 @@ use strict;
 use warnings;
 use lib 't/lib';
 
-use HTTP::Tiny;
 use Test::More;
 use ConsentTest;
 
@@ -43,28 +42,11 @@ EOF
 
 my @BAD = qw(broken closing hanging missing partial refused unbuffered);
 
-my $ua = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
-
-# failed events counted per destination, from the status endpoint
-sub failed_count {
-    my ($dest) = @_;
-    my $res = $ua->get($t->url('/status'));
-    my ($n) = $res->{content} =~ /^ngx_consent_events_total\{destination=
-                                   "\Q$dest\E",outcome="failed"\}\ (\d+)$/mx;
-    return $n // 0;
-}
-
-sub failed_lines {
-    my ($dest) = @_;
-    my @l = $t->error_log
-        =~ /^.*destination "\Q$dest\E" \(\S+\) failed with status.*$/mg;
-    return scalar @l;
-}
-
 my %before;
 
 sub snapshot {
-    %before = map { $_ => [failed_count($_), failed_lines($_)] } @BAD;
+    %before = map { $_ => [$t->dest_events($_, 'failed'),
+                           scalar(my @l = $t->failed_lines($_))] } @BAD;
 }
 
 # An event for the healthy destinations plus those of @on (integrations
@@ -86,9 +68,9 @@ sub failed_ok {
     my %f = map { $_ => 1 } @failed;
     for my $d (@BAD) {
         my $n = $f{$d} ? 1 : 0;
-        is(failed_count($d) - $before{$d}[0], $n,
+        is($t->dest_events($d, 'failed') - $before{$d}[0], $n,
            "$desc: $d failed events counted +$n");
-        is(failed_lines($d) - $before{$d}[1], $n,
+        is(scalar(my @l = $t->failed_lines($d)) - $before{$d}[1], $n,
            "$desc: $d error log lines +$n");
     }
 }

@@ -10,7 +10,6 @@ use strict;
 use warnings;
 use lib 't/lib';
 
-use HTTP::Tiny;
 use Test::More;
 use Time::HiRes qw(sleep time);
 use ConsentTest;
@@ -38,8 +37,6 @@ EOF
 EOF
 );
 
-my $ua = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
-
 # bounded poll: true once $cond holds, false after 10 s
 sub wait_for {
     my ($cond) = @_;
@@ -51,33 +48,10 @@ sub wait_for {
     return $cond->();
 }
 
-sub metrics {
-    my $res = $ua->get($t->url('/status'));
-    die "status: $res->{status}" unless $res->{status} == 200;
-    my %m;
-    for (split /\n/, $res->{content}) {
-        $m{$1} = $2 if /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/;
-    }
-    return \%m;
-}
-
-sub events {
-    my ($dest, $outcome) = @_;
-    return metrics()->{qq(ngx_consent_events_total{destination="$dest",)
-                       . qq(outcome="$outcome"})} // 0;
-}
-
 sub subrequests {
     my ($dest) = @_;
-    return metrics()->{'ngx_consent_destination_latency_seconds_count'
-                       . qq({destination="$dest"})} // 0;
-}
-
-sub failed_lines {
-    my ($dest) = @_;
-    my @l = $t->error_log
-        =~ /^.*destination "\Q$dest\E" \(\S+\) failed with status.*$/mg;
-    return @l;
+    return $t->metrics->{'ngx_consent_destination_latency_seconds_count'
+                         . qq({destination="$dest"})} // 0;
 }
 
 sub event {
@@ -105,10 +79,11 @@ sub event {
     # two requests' background deliveries may arrive in either order
     is_deeply([sort map { $_->{event} } $t->received_events('webhook')],
               [qw(h1 h2)], 'healthy: webhook got both, once each');
-    ok(wait_for(sub { events('webhook', 'delivered') == 2 }),
+    ok(wait_for(sub { $t->dest_events('webhook', 'delivered') == 2 }),
        'healthy: webhook counted delivered twice');
-    is(events('amplitude', 'delivered'), 1, 'healthy: amplitude delivered 1');
-    is(events('amplitude', 'filtered_consent'), 1,
+    is($t->dest_events('amplitude', 'delivered'), 1,
+       'healthy: amplitude delivered 1');
+    is($t->dest_events('amplitude', 'filtered_consent'), 1,
        'healthy: amplitude filtered_consent 1');
 }
 
@@ -119,9 +94,9 @@ sub event {
     ConsentTest::accepted_ok($t->post('/v1/track',
                                       event('b1', 'true', 'broken')),
                              'background, destination answering 500');
-    ok(wait_for(sub { events('broken', 'failed') == 1 }),
+    ok(wait_for(sub { $t->dest_events('broken', 'failed') == 1 }),
        '500: counted as failed');
-    is(scalar(my @l = failed_lines('broken')), 1,
+    is(scalar(my @l = $t->failed_lines('broken')), 1,
        '500: one error log line') or diag $t->error_log;
     like($l[0] // '', qr/\[error\].*status 500, 1 events not delivered/,
          '500: the line says what was lost');
@@ -138,13 +113,13 @@ sub event {
     # subrequest had not ended (no latency observation, no failure yet)
     is(subrequests('hanging'), 0,
        'hanging: reply came before the delivery ended');
-    is(events('hanging', 'failed'), 0, 'hanging: not failed yet');
+    is($t->dest_events('hanging', 'failed'), 0, 'hanging: not failed yet');
     ok(wait_for(sub { $t->count('hanging') == 1 }),
        'hanging: the destination got the request');
-    ok(wait_for(sub { events('hanging', 'failed') == 1 }),
+    ok(wait_for(sub { $t->dest_events('hanging', 'failed') == 1 }),
        'hanging: counted failed after its proxy_read_timeout');
     is(subrequests('hanging'), 1, 'hanging: one latency observation');
-    my @l = failed_lines('hanging');
+    my @l = $t->failed_lines('hanging');
     is(scalar @l, 1, 'hanging: one error log line');
     like($l[0] // '', qr/status 504/, 'hanging: 504 from the timeout');
 }
@@ -176,7 +151,7 @@ sub event {
 
 # the hanging delivery of the batch ends before nginx quits
 {
-    ok(wait_for(sub { events('hanging', 'failed') == 2 }),
+    ok(wait_for(sub { $t->dest_events('hanging', 'failed') == 2 }),
        'every background delivery ended and was counted');
 }
 

@@ -762,6 +762,33 @@ sub clear {
 
 sub dest_names { sort keys %{ $_[0]{dests} } }
 
+# The counters of a consent_status location (default /status), from its
+# Prometheus text: { "name{labels}" => value }.
+sub metrics {
+    my ($self, $path) = @_;
+    my $res = $self->request('GET', $path // '/status');
+    die "status: $res->{status}" unless $res->{status} == 200;
+    my %m;
+    for (split /\n/, $res->{content}) {
+        $m{$1} = $2 if /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/;
+    }
+    return \%m;
+}
+
+# Events of destination NAME counted under OUTCOME (delivered, failed...).
+sub dest_events {
+    my ($self, $name, $outcome) = @_;
+    return $self->metrics->{qq(ngx_consent_events_total{destination=)
+                            . qq("$name",outcome="$outcome"})} // 0;
+}
+
+# The error log's lines for failed deliveries to destination NAME.
+sub failed_lines {
+    my ($self, $name) = @_;
+    return $self->error_log
+        =~ /^.*destination "\Q$name\E" \(\S+\) failed with status.*$/mg;
+}
+
 # Asserts that no destination received anything since the last clear().
 sub nothing_received {
     my ($self, $msg) = @_;
