@@ -585,24 +585,26 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 static ngx_list_t *
 ngx_http_consent_dest_headers(ngx_http_request_t *r)
 {
-    ngx_list_t        *list;
-    ngx_uint_t         i;
-    ngx_list_part_t   *part;
-    ngx_table_elt_t   *h, *copy;
+    ngx_list_t                        *list;
+    ngx_uint_t                         i;
+    ngx_list_part_t                   *part;
+    ngx_table_elt_t                   *h, *ce, *copy;
+    ngx_http_consent_header_cursor_t   cursor;
 
     list = ngx_list_create(r->pool, 20, sizeof(ngx_table_elt_t));
     if (list == NULL) {
         return NULL;
     }
 
+    /* the only one: ngx_http_consent_encoding() refused more */
+    cursor.part = NULL;
+    ce = ngx_http_consent_header_next(r, "content-encoding", 16, &cursor);
+
     for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == 16
-                && ngx_strncasecmp(h[i].key.data,
-                                   (u_char *) "content-encoding", 16) == 0)
-            {
+            if (&h[i] == ce) {
                 continue;
             }
 
