@@ -36,7 +36,8 @@ my $t = ConsentTest->new(
     http  => <<"EOF" . $DESTS,
     consent_status_zone 256k;
     log_format consent '\$pid \$request_uri \$status \$consent_events '
-                       '\$consent_delivered \$consent_rejected \$consent_error';
+                       '\$consent_delivered \$consent_rejected \$consent_error '
+                       '\$http_x_seq';
     access_log %%PREFIX%%/consent.log consent;
     consent_category C0002;
     consent_category C0004;
@@ -276,10 +277,12 @@ my @SEQ = (
 
 counters_ok('before any request');
 
-for my $s (@SEQ) {
-    my ($desc, $method, $path, $body, $status, undef, $ev, $rej) = @$s;
+for my $i (0 .. $#SEQ) {
+    my ($desc, $method, $path, $body, $status, undef, $ev, $rej) =
+        @{ $SEQ[$i] };
     my $res = $t->request($method, $path, $body,
-                          { 'Content-Type' => 'application/json' });
+                          { 'Content-Type' => 'application/json',
+                            'X-Seq' => $i });
     is($res->{status}, $status, "$desc: status $status")
         or diag $res->{content};
     $exp{requests}{$status}++;
@@ -293,9 +296,11 @@ counters_ok('after the sequence');
 # scrapes do not count themselves
 counters_ok('scraped again');
 
-# the access log variables
+# the access log variables; nginx logs after it has sent the reply, so
+# the next request may be logged first by the other worker: match the
+# lines to requests by X-Seq, not by order
 {
-    my @l = wait_log_lines(scalar @SEQ);
+    my @l = sort { $a->[7] <=> $b->[7] } wait_log_lines(scalar @SEQ);
     is(scalar @l, scalar @SEQ, 'one access log line per ingest request');
     for my $i (0 .. $#SEQ) {
         my $f = $l[$i] // [];
