@@ -263,6 +263,7 @@ int consent_json_scan(consent_json_t *js, const unsigned char *p,
     size_t len, consent_alloc_pt alloc, void *ctx);
 int consent_json_str_eq(const unsigned char *base,
     const consent_json_tok_t *t, const char *s, size_t n);
+int consent_json_hex4(const unsigned char *p, unsigned *v);
 
 
 long consent_policy_category(const consent_policy_t *p,

@@ -152,8 +152,9 @@ str_find(const unsigned char *p, const unsigned char *end)
 }
 
 
-static int
-hex4(const unsigned char *p, unsigned *v)
+/* four hex digits: the scanner's check and the decoder's value */
+int
+consent_json_hex4(const unsigned char *p, unsigned *v)
 {
     unsigned  i, c, r = 0;
 
@@ -266,7 +267,7 @@ scan_string(const unsigned char *p, const unsigned char *end,
                 continue;
 
             case 'u':
-                if (end - p < 6 || hex4(p + 2, &v) != 0) {
+                if (end - p < 6 || consent_json_hex4(p + 2, &v) != 0) {
                     *err = "invalid \\u escape";
                     *at = p;
                     return NULL;
@@ -623,6 +624,19 @@ consent_json_scan(consent_json_t *js, const unsigned char *p, size_t len,
         goto fail;                                                            \
     } while (0)
 
+/* true, false or null at p; a bad one is pushed empty before the error */
+#define LITERAL(ty, s, n)                                                     \
+    do {                                                                      \
+        if (json_likely(end - p >= (n) && memcmp(p, (s), (n)) == 0)) {        \
+            PUSH(ty, p, p + (n));                                             \
+            p += (n);                                                         \
+            goto after;                                                       \
+        }                                                                     \
+                                                                              \
+        PUSH(ty, p, p);                                                       \
+        FAIL("invalid literal", p);                                           \
+    } while (0)
+
     /*
      * STRING() scans the string whose opening quote is at p, pushes its
      * token and sets q past its closing quote.
@@ -744,25 +758,11 @@ value:
     }
 
     if (c == 't') {
-        if (json_likely(end - p >= 4 && memcmp(p, "true", 4) == 0)) {
-            PUSH(CONSENT_JSON_TRUE, p, p + 4);
-            p += 4;
-            goto after;
-        }
-
-        PUSH(CONSENT_JSON_TRUE, p, p);
-        FAIL("invalid literal", p);
+        LITERAL(CONSENT_JSON_TRUE, "true", 4);
     }
 
     if (c == 'f') {
-        if (json_likely(end - p >= 5 && memcmp(p, "false", 5) == 0)) {
-            PUSH(CONSENT_JSON_FALSE, p, p + 5);
-            p += 5;
-            goto after;
-        }
-
-        PUSH(CONSENT_JSON_FALSE, p, p);
-        FAIL("invalid literal", p);
+        LITERAL(CONSENT_JSON_FALSE, "false", 5);
     }
 
     if (IS_DIGIT(c) || c == '-') {
@@ -813,14 +813,7 @@ value:
     }
 
     if (c == 'n') {
-        if (json_likely(end - p >= 4 && memcmp(p, "null", 4) == 0)) {
-            PUSH(CONSENT_JSON_NULL, p, p + 4);
-            p += 4;
-            goto after;
-        }
-
-        PUSH(CONSENT_JSON_NULL, p, p);
-        FAIL("invalid literal", p);
+        LITERAL(CONSENT_JSON_NULL, "null", 4);
     }
 
     if (IS_WS(c)) {
@@ -934,6 +927,7 @@ fail:
 
 #undef PUSH
 #undef FAIL
+#undef LITERAL
 #undef STRING
 #undef QUOTE_NEXT
 }

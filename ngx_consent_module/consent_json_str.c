@@ -29,33 +29,6 @@ consent_json_member(const unsigned char *base, const consent_json_tok_t *tok,
 }
 
 
-/* escapes were validated by the scanner: four hex digits follow \\u */
-static int
-hex4(const unsigned char *p, unsigned *v)
-{
-    unsigned  i, c, r = 0;
-
-    for (i = 0; i < 4; i++) {
-        c = p[i];
-
-        if (c >= '0' && c <= '9') {
-            c -= '0';
-
-        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-            c = (c | 0x20) - 'a' + 10;
-
-        } else {
-            return -1;
-        }
-
-        r = (r << 4) | c;
-    }
-
-    *v = r;
-    return 0;
-}
-
-
 /* decodes one character of a string body at *pp into UTF-8 in out */
 
 static size_t
@@ -78,11 +51,12 @@ str_char(const unsigned char **pp, const unsigned char *end,
     case 'r': out[0] = '\r'; break;
     case 't': out[0] = '\t'; break;
     case 'u':
-        (void) hex4(p + 2, &v);
+        /* the scanner validated it: four hex digits follow \u */
+        (void) consent_json_hex4(p + 2, &v);
         p += 6;
 
         if (v >= 0xd800 && v <= 0xdbff && end - p >= 6 && p[0] == '\\'
-            && p[1] == 'u' && hex4(p + 2, &lo) == 0
+            && p[1] == 'u' && consent_json_hex4(p + 2, &lo) == 0
             && lo >= 0xdc00 && lo <= 0xdfff)
         {
             v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
