@@ -111,14 +111,7 @@ function M.new(opts)
         return to_prefs(t)
     end
 
-    local hook = {}
-
-    function hook.event(ev, req)
-        local r, err = util.pick(c.prefer, from_event, from_cookie, ev, req)
-        return util.finish(c, ev, r, err, deny_table)
-    end
-
-    return hook
+    return util.hook(c, from_event, from_cookie, deny_table)
 end
 
 M.parse_cookie = parse_cookie

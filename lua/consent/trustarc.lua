@@ -156,14 +156,7 @@ function M.new(opts)
         return to_prefs(list)
     end
 
-    local hook = {}
-
-    function hook.event(ev, req)
-        local r, err = util.pick(c.prefer, from_event, from_cookies, ev, req)
-        return util.finish(c, ev, r, err, deny_table)
-    end
-
-    return hook
+    return util.hook(c, from_event, from_cookies, deny_table)
 end
 
 M.parse_gdpr_prefs = parse_gdpr_prefs

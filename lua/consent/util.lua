@@ -371,4 +371,17 @@ function M.finish(c, ev, r, err, deny_table)
     return r
 end
 
+-- The hook of a CMP mapping that reads an event field and a cookie:
+-- picks by c.prefer, then finish().
+function M.hook(c, from_event, from_cookie, deny_table)
+    local hook = {}
+
+    function hook.event(ev, req)
+        local r, err = M.pick(c.prefer, from_event, from_cookie, ev, req)
+        return M.finish(c, ev, r, err, deny_table)
+    end
+
+    return hook
+end
+
 return M
