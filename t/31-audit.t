@@ -17,18 +17,10 @@ my $AUDIT = "$DIR/audit.log";
 my $STATE = "$AUDIT.state";
 my $TIME = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
-my %DESTS = map { $_ => {} } qw(amplitude facebook warehouse webhook);
+my %DESTS = %{ ConsentTest::default_dests() };
 
-my $HTTP1 = <<"EOF";
-    consent_audit_log $AUDIT;
-    consent_category C0002 "Performance";
-    consent_category C0004 "Targeting";
-    consent_category C0005 "Social" off;
-    consent_destination amplitude /_dest/amplitude C0002;
-    consent_destination facebook  /_dest/facebook  C0004 C0005;
-    consent_destination warehouse /_dest/warehouse enforce=off;
-    consent_destination webhook   /_dest/webhook;
-EOF
+# the README's configuration, audited
+my $HTTP1 = "    consent_audit_log $AUDIT;\n" . ConsentTest::default_consent();
 
 my $LOC1 = <<'EOF';
         location /src2/v1/ {
