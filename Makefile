@@ -61,7 +61,7 @@ test-unit: $(BUILD)/.deps $(BUILD)/unit
 test-prove: $(MODULE)
 	prove -j2 t/
 
-$(BUILD)/fuzz_core: t/fuzz/fuzz_core.c $(CORE_SRCS) \
+$(BUILD)/fuzz_core: t/fuzz/fuzz_core.c t/json/test_alloc.h $(CORE_SRCS) \
                    ngx_consent_module/consent_core.h $(BUILD)/.deps
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -Ingx_consent_module -o $@ \
@@ -88,6 +88,7 @@ test-lua:
 # scanner (SSE2 and portable builds) compared with the reference one
 .PHONY: test-json
 $(BUILD)/run_corpus: t/json/run_corpus.c t/json/ref_json.c t/json/ref_json.h \
+                     t/json/test_alloc.h \
                      t/json/portable_json.c ngx_consent_module/consent_json.c \
                      ngx_consent_module/consent_core.h
 	mkdir -p $(BUILD)

@@ -17,36 +17,9 @@
 #include "consent_core.h"
 
 
-#define MAX_BLOCKS  4096
+#define TEST_MAX_BLOCKS  4096
 
-static void    *blocks[MAX_BLOCKS];
-static size_t   nblocks;
-
-
-static void *
-fuzz_alloc(void *ctx, size_t size)
-{
-    void  *p;
-
-    (void) ctx;
-
-    if (nblocks == MAX_BLOCKS) {
-        return NULL;
-    }
-
-    p = malloc(size ? size : 1);
-    blocks[nblocks++] = p;
-    return p;
-}
-
-
-static void
-fuzz_free_all(void)
-{
-    while (nblocks) {
-        free(blocks[--nblocks]);
-    }
-}
+#include "../json/test_alloc.h"
 
 
 static const consent_str_t  cats[] = {
@@ -91,11 +64,11 @@ check_destination(const consent_result_t *res, size_t d,
         p += sl[i].len;
     }
 
-    if (consent_json_scan(&js, out, total, fuzz_alloc, NULL) != 0) {
+    if (consent_json_scan(&js, out, total, test_alloc, NULL) != 0) {
         fprintf(stderr, "forwarded body: %.*s\n", (int) total, out);
     }
 
-    CHECK(consent_json_scan(&js, out, total, fuzz_alloc, NULL) == 0);
+    CHECK(consent_json_scan(&js, out, total, test_alloc, NULL) == 0);
     CHECK(js.tok[0].type == CONSENT_JSON_OBJECT);
 
     /* the first member is "batch": [...] */
@@ -165,7 +138,7 @@ fuzz_hook(void *ctx, consent_result_t *res, uint32_t i, uint64_t *consented)
 
     if (sel == CONSENT_HOOK_SET) {
         if (res->rewrite == NULL) {
-            res->rewrite = fuzz_alloc(NULL,
+            res->rewrite = test_alloc(NULL,
                                       res->nevents * sizeof(consent_str_t));
             if (res->rewrite == NULL) {
                 return CONSENT_HOOK_FAIL;
@@ -215,16 +188,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     policy.max_events = (data[1] & 0x40) ? 3 : 2500;
 
     /* byte 1 bit 5: the linear lookup used without an index */
-    if (!(data[1] & 0x20) && consent_policy_prepare(&policy, fuzz_alloc, NULL)
+    if (!(data[1] & 0x20) && consent_policy_prepare(&policy, test_alloc, NULL)
         != 0)
     {
-        fuzz_free_all();
+        test_free_all();
         return 0;
     }
 
     /* byte 1 bit 4: run a hook; its low bits pick verdicts */
     consent_process_hooked(&policy, (consent_endpoint_e) (data[0] % 7 + 1),
-                           data + 2, size - 2, fuzz_alloc, NULL,
+                           data + 2, size - 2, test_alloc, NULL,
                            (data[1] & 0x10) ? fuzz_hook : NULL,
                            (void *) &data[1], &res);
 
@@ -251,6 +224,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
-    fuzz_free_all();
+    test_free_all();
     return 0;
 }

@@ -40,6 +40,7 @@
 
 #include "consent_core.h"
 #include "ref_json.h"
+#include "test_alloc.h"
 
 
 int portable_json_scan(consent_json_t *js, const unsigned char *p,
@@ -85,44 +86,6 @@ fail(const char *name, const char *fmt, ...)
 
 
 /* ------------------------------------------------------------------ */
-/* allocation: every block is freed after each scan                     */
-
-#define MAX_BLOCKS  64
-
-static void    *blocks[MAX_BLOCKS];
-static size_t   nblocks;
-static size_t   budget = (size_t) -1;   /* allocations that succeed */
-
-
-static void *
-test_alloc(void *ctx, size_t size)
-{
-    void  *p;
-
-    (void) ctx;
-
-    if (nblocks == MAX_BLOCKS || budget == 0) {
-        return NULL;
-    }
-
-    budget--;
-
-    p = malloc(size ? size : 1);
-    blocks[nblocks++] = p;
-    return p;
-}
-
-
-static void
-free_blocks(void)
-{
-    while (nblocks) {
-        free(blocks[--nblocks]);
-    }
-}
-
-
-/* ------------------------------------------------------------------ */
 /* one scan by each implementation                                      */
 
 typedef struct {
@@ -164,7 +127,7 @@ run_scan(scan_pt scan, const unsigned char *data, size_t len, outcome_t *o)
         memcpy(o->tok, js.tok, js.ntok * sizeof(consent_json_tok_t));
     }
 
-    free_blocks();
+    test_free_all();
     free(copy);
 }
 
@@ -662,9 +625,9 @@ check_oom(const char *name, const unsigned char *data, size_t len,
     for (b = 0; b < 8; b++) {
         snprintf(what, sizeof(what), "%s, out of memory after %zu", name, b);
 
-        budget = b;
+        test_budget = b;
         run_scan(consent_json_scan, data, len, &o);
-        budget = (size_t) -1;
+        test_budget = (size_t) -1;
 
         if (o.rc == 0) {
             if (outcome_diff(&o, full, buf, sizeof(buf)) != NULL) {
