@@ -29,15 +29,8 @@ my %SHAPE = (
     'duplicate batch key'   => 'duplicate key in batch envelope',
 );
 
-# Sends $body to $path, expects a refusal and that nobody got anything.
-sub refused {
-    my ($desc, $path, $body, $status, $code, $message) = @_;
-    $t->clear;
-    my $res = $t->post($path, $body);
-    ConsentTest::reply_is($res, $status, $code, $message, $desc);
-    $t->nothing_received("$desc: nothing forwarded");
-    return $res;
-}
+# the harness's refused_ok: the error reply, and nothing forwarded
+sub refused { return $t->refused_ok(@_) }
 
 sub accepted {
     my ($desc, $path, $body) = @_;

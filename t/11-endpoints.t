@@ -41,11 +41,7 @@ for my $m (qw(GET PUT DELETE PATCH)) {
 for my $path ('/v1/nope', '/v1/', '/v1/tracks', '/v1/Track',
               '/v1/track/extra', '/v1/batch/x')
 {
-    $t->clear;
-    my $res = $t->post($path, $EV);
-    ConsentTest::reply_is($res, 404, 'unknown_endpoint', undef,
-                          "POST $path");
-    $t->nothing_received("$path: nothing forwarded");
+    $t->refused_ok("POST $path", $path, $EV, 404, 'unknown_endpoint');
 }
 
 # the type comes from the last path segment, whatever the prefix

@@ -145,22 +145,17 @@ my @BAD;
 
     for my $b (@BAD) {
         my ($desc, $body, $msg) = @$b;
-        $t->clear;
-        my $res = $t->post('/v1/track', $body, \%GZ);
-        ConsentTest::reply_is($res, 400, 'invalid_gzip', $msg, $desc);
-        $t->nothing_received("$desc: nothing forwarded");
+        $t->refused_ok($desc, '/v1/track', $body, 400, 'invalid_gzip', $msg,
+                       \%GZ);
     }
 }
 
 # other codings: 415, nothing forwarded
 {
     for my $ce ('br', 'deflate', 'gzip, gzip', 'compress') {
-        $t->clear;
-        my $res = $t->post('/v1/track', gz(track('x')),
-                           { 'Content-Encoding' => $ce });
-        ConsentTest::reply_is($res, 415, 'unsupported_encoding', undef,
-                              "Content-Encoding: $ce");
-        $t->nothing_received("Content-Encoding $ce: nothing forwarded");
+        $t->refused_ok("Content-Encoding: $ce", '/v1/track',
+                       gz(track('x')), 415, 'unsupported_encoding', undef,
+                       { 'Content-Encoding' => $ce });
     }
 
     $t->clear;
@@ -189,23 +184,16 @@ my @BAD;
     is_deeply([$t->routed('atlimit')], [qw(warehouse webhook)],
               'at the limit: delivered');
 
-    $t->clear;
-    my $over = gz($pad->('over', $LIMIT + 1));
-    my $res = $t->post('/small/v1/track', $over, \%GZ);
-    ConsentTest::reply_is($res, 413, 'too_large',
-                          "request body inflates to more than $LIMIT bytes",
-                          'one byte over the limit');
-    $t->nothing_received('one byte over: nothing forwarded');
+    $t->refused_ok('one byte over the limit', '/small/v1/track',
+                   gz($pad->('over', $LIMIT + 1)), 413, 'too_large',
+                   "request body inflates to more than $LIMIT bytes", \%GZ);
 
     # 64 MB of spaces: about 64 KB compressed, refused at the limit
     my $bomb = gz(track('bomb') . (' ' x (64 * 1024 * 1024)));
     ok(length $bomb < 128 * 1024, 'bomb: ' . length($bomb)
                                   . ' bytes compressed');
-    $t->clear;
-    $res = $t->post('/v1/track', $bomb, \%GZ);
-    ConsentTest::reply_is($res, 413, 'too_large', qr/inflates to more than/,
-                          'gzip bomb (64 MB inflated)');
-    $t->nothing_received('bomb: nothing forwarded');
+    $t->refused_ok('gzip bomb (64 MB inflated)', '/v1/track', $bomb, 413,
+                   'too_large', qr/inflates to more than/, \%GZ);
 }
 
 # one log line per refusal; stop() checks for alerts and crashes

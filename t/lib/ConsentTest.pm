@@ -789,6 +789,19 @@ sub failed_lines {
         =~ /^.*destination "\Q$name\E" \(\S+\) failed with status.*$/mg;
 }
 
+# POSTs $body to $path (with optional extra headers) after a clear(),
+# asserts the error reply (reply_is) and that nothing was forwarded;
+# returns the reply.
+sub refused_ok {
+    my ($self, $desc, $path, $body, $status, $code, $message, $headers) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $self->clear;
+    my $res = $self->post($path, $body, $headers);
+    reply_is($res, $status, $code, $message, $desc);
+    $self->nothing_received("$desc: nothing forwarded");
+    return $res;
+}
+
 # Asserts that no destination received anything since the last clear().
 sub nothing_received {
     my ($self, $msg) = @_;
