@@ -13,7 +13,6 @@ use warnings;
 use lib 't/lib';
 
 use HTTP::Tiny;
-use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 use ConsentTest;
@@ -28,47 +27,24 @@ my $t = ConsentTest->new(
     http  => ConsentTest::default_consent(),
 );
 
-sub body {
-    my ($c, $i) = @_;
-    my $yes = ($c + $i) % 2 ? 'true' : 'false';
-    return '{"batch":['
-        . qq({"type":"track","userId":"c$c","event":"c$c-$i-a",)
-        . qq("context":{"consent":{"categoryPreferences":)
-        . qq({"C0002":$yes,"C0004":true}}}},)
-        . qq({"type":"track","userId":"c$c","event":"c$c-$i-b"}]});
-}
-
-# the destinations allowed for each event (README's routing rule)
-sub allowed {
-    my ($c, $i) = @_;
-    my $yes = ($c + $i) % 2;
-    return ("c$c-$i-a" => [$yes ? qw(amplitude) : (),
-                           qw(facebook warehouse webhook)],
-            "c$c-$i-b" => [qw(amplitude facebook warehouse webhook)]);
-}
-
 # clients: one process each, a new connection per request, statuses back
 # through a pipe
 my $stop = $t->prefix . '/stop-load';
 my %pipes;
 for my $c (1 .. $CLIENTS) {
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
+    $pipes{$c} = ConsentTest::spawn_client(sub {
         my $ua = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
         my $end = time + 60;
         my @st;
         for my $i (1 .. $MAX) {
             last if -e $stop || time > $end;
-            my $res = $ua->post($t->url('/v1/batch'), {
+            push @st, $ua->post($t->url('/v1/batch'), {
                 headers => { 'Content-Type' => 'application/json' },
-                content => body($c, $i),
-            });
-            push @st, $res->{status};
+                content => ConsentTest::load_batch($c, $i),
+            })->{status};
         }
-        print join(',', @st), "\n";
-        POSIX::_exit(0);
-    }
-    $pipes{$c} = $fh;
+        return @st;
+    });
 }
 
 # reloads, each once the destinations have seen $STEP more requests;
@@ -106,16 +82,12 @@ ok(progress(), 'the load went on after the last reload');
 open my $sf, '>', $stop or die "$stop: $!";
 close $sf;
 
-my (%status, $n200, $total);
-for my $c (sort { $a <=> $b } keys %pipes) {
-    my $fh = $pipes{$c};
-    my $line = <$fh> // '';
-    close $fh;
-    chomp $line;
-    my @st = split /,/, $line;
+my %status = %{ ConsentTest::client_statuses(\%pipes) };
+my ($n200, $total) = (0, 0);
+for my $c (sort { $a <=> $b } keys %status) {
+    my @st = @{ $status{$c} };
     ok(@st > 0 && @st < $MAX, "client $c: " . scalar(@st)
                               . " requests, stopped when told");
-    $status{$c} = \@st;
     $total += @st;
     $n200 += grep { $_ == 200 } @st;
 }
@@ -132,7 +104,7 @@ my ($missing, $twice, $leaked) = (0, 0, 0);
 for my $c (1 .. $CLIENTS) {
     for my $i (1 .. scalar @{ $status{$c} }) {
         my $ok = ($status{$c}[$i - 1] // 0) == 200;
-        my %allowed = allowed($c, $i);
+        my %allowed = ConsentTest::load_allowed($c, $i);
         for my $ev (sort keys %allowed) {
             my %may = map { $_ => 1 } @{ $allowed{$ev} };
             for my $d ($t->dest_names) {
@@ -155,7 +127,7 @@ my ($events, $expected) = (0, 0);
 $events += $_ for map { values %$_ } values %got;
 for my $c (1 .. $CLIENTS) {
     for my $i (1 .. scalar @{ $status{$c} }) {
-        my %allowed = allowed($c, $i);
+        my %allowed = ConsentTest::load_allowed($c, $i);
         $expected += @$_ for values %allowed;
     }
 }

@@ -192,6 +192,58 @@ sub default_dests {
 
 
 # ---------------------------------------------------------------------
+# load clients (t/12, t/15): client processes that report their statuses
+
+# Request $i of client $c: two events, the first consenting to C0002 on
+# every other request, the second without a consent object.
+sub load_batch {
+    my ($c, $i) = @_;
+    my $yes = ($c + $i) % 2 ? 'true' : 'false';
+    return '{"batch":['
+        . qq({"type":"track","userId":"c$c","event":"c$c-$i-a",)
+        . qq("context":{"consent":{"categoryPreferences":)
+        . qq({"C0002":$yes,"C0004":true}}}},)
+        . qq({"type":"track","userId":"c$c","event":"c$c-$i-b"}]});
+}
+
+# The destinations of default_consent() allowed for each event of
+# load_batch($c, $i) (README's routing rule): event => [names].
+sub load_allowed {
+    my ($c, $i) = @_;
+    my $yes = ($c + $i) % 2;
+    return ("c$c-$i-a" => [$yes ? qw(amplitude) : (),
+                           qw(facebook warehouse webhook)],
+            "c$c-$i-b" => [qw(amplitude facebook warehouse webhook)]);
+}
+
+# Runs $code, which returns the statuses it got, in a child process;
+# returns the pipe that client_statuses() reads them from.
+sub spawn_client {
+    my ($code) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        print join(',', $code->()), "\n";
+        POSIX::_exit(0);
+    }
+    return $fh;
+}
+
+# Waits for each client's report: { client => [status, ...] }.
+sub client_statuses {
+    my ($pipes) = @_;
+    my %st;
+    for my $c (keys %$pipes) {
+        my $fh = $pipes->{$c};
+        my $line = <$fh> // '';
+        close $fh;
+        chomp $line;
+        $st{$c} = [split /,/, $line];
+    }
+    return \%st;
+}
+
+
+# ---------------------------------------------------------------------
 # start / stop
 
 sub new {
