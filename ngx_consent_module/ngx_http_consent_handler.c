@@ -33,6 +33,8 @@ static void ngx_http_consent_log_failed(ngx_http_request_t *r,
     ngx_http_consent_delivery_t *dl);
 static ngx_int_t ngx_http_consent_reply(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
+static ngx_int_t ngx_http_consent_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, ngx_str_t *message);
 static ngx_int_t ngx_http_consent_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message);
 static ngx_int_t ngx_http_consent_send(ngx_http_request_t *r,
@@ -68,36 +70,21 @@ ngx_http_consent_handler(ngx_http_request_t *r)
     }
 
     if (r->method != NGX_HTTP_POST) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
         ngx_str_set(&msg, "only POST is accepted");
-        return ngx_http_consent_error(r, NGX_HTTP_NOT_ALLOWED,
-                                      "method_not_allowed", &msg);
+        return ngx_http_consent_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                       "method_not_allowed", &msg);
     }
 
     ep = consent_endpoint((const char *) r->uri.data, r->uri.len);
 
     if (ep == CONSENT_EP_NONE) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
         ngx_str_set(&msg, "unknown endpoint, expected .../track, identify, "
                           "page, screen, group, alias, batch or import");
-        return ngx_http_consent_error(r, NGX_HTTP_NOT_FOUND,
-                                      "unknown_endpoint", &msg);
+        return ngx_http_consent_refuse(r, NGX_HTTP_NOT_FOUND,
+                                       "unknown_endpoint", &msg);
     }
 
     if (r->headers_in.content_length_n > (off_t) clcf->max_body_size) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
         msg.data = ngx_pnalloc(r->pool, 64);
         if (msg.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -106,19 +93,14 @@ ngx_http_consent_handler(ngx_http_request_t *r)
         msg.len = ngx_sprintf(msg.data, "request body exceeds %uz bytes",
                               clcf->max_body_size) - msg.data;
 
-        return ngx_http_consent_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                      "too_large", &msg);
+        return ngx_http_consent_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "too_large", &msg);
     }
 
     if (ngx_http_consent_encoding(r, &gzip) != NGX_OK) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
         ngx_str_set(&msg, "Content-Encoding must be gzip or identity");
-        return ngx_http_consent_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                      "unsupported_encoding", &msg);
+        return ngx_http_consent_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                       "unsupported_encoding", &msg);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_consent_ctx_t));
@@ -933,6 +915,23 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     *p++ = '}';
 
     return ngx_http_consent_send(r, status, buf, p - buf);
+}
+
+
+/* a refusal before the body is read: discard it, keep the connection */
+
+static ngx_int_t
+ngx_http_consent_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *message)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_consent_error(r, status, code, message);
 }
 
 
