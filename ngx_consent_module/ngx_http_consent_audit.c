@@ -57,6 +57,9 @@ typedef struct {
 static ngx_int_t ngx_http_consent_audit_level(ngx_conf_t *cf,
     ngx_http_consent_audit_conf_t *acf, ngx_http_consent_loc_conf_t *lcf,
     ngx_str_t *scope, ngx_str_t *scope_at);
+static ngx_int_t ngx_http_consent_audit_add(ngx_conf_t *cf,
+    ngx_http_consent_audit_conf_t *acf, ngx_http_consent_audit_rec_t *rec,
+    u_char *file, ngx_uint_t line);
 static ngx_int_t ngx_http_consent_audit_locations(ngx_conf_t *cf,
     ngx_http_consent_audit_conf_t *acf, ngx_queue_t *locations,
     ngx_str_t *parent);
@@ -445,35 +448,28 @@ ngx_http_consent_audit_level(ngx_conf_t *cf,
     ngx_uint_t                     i, j, k;
     ngx_http_consent_category_t   *cat;
     ngx_http_consent_dest_conf_t  *dest;
-    ngx_http_consent_audit_rec_t  *r, *d;
+    ngx_http_consent_audit_rec_t   rec;
 
     if (lcf == NULL) {
         return NGX_OK;
     }
 
+    ngx_memzero(&rec, sizeof(ngx_http_consent_audit_rec_t));
+    rec.scope = *scope;
+    rec.scope_at = *scope_at;
+
     if (lcf->categories) {
         cat = lcf->categories->elts;
 
         for (i = 0; i < lcf->categories->nelts; i++) {
-            r = ngx_array_push(&acf->recs);
-            if (r == NULL) {
-                return NGX_ERROR;
-            }
+            rec.type = NGX_HTTP_CONSENT_AUDIT_CATEGORY;
+            rec.id = cat[i].id;
+            rec.name = cat[i].name;
+            rec.on = cat[i].enabled ? 1 : 0;
 
-            ngx_memzero(r, sizeof(ngx_http_consent_audit_rec_t));
-
-            r->type = NGX_HTTP_CONSENT_AUDIT_CATEGORY;
-            r->scope = *scope;
-            r->scope_at = *scope_at;
-            r->id = cat[i].id;
-            r->name = cat[i].name;
-            r->on = cat[i].enabled ? 1 : 0;
-
-            if (ngx_http_consent_audit_at(cf->pool, &r->at, cat[i].file,
-                                          cat[i].line)
-                != NGX_OK
-                || ngx_http_consent_audit_utf8(cf->pool, &r->id) != NGX_OK
-                || ngx_http_consent_audit_utf8(cf->pool, &r->name) != NGX_OK)
+            if (ngx_http_consent_audit_add(cf, acf, &rec, cat[i].file,
+                                           cat[i].line)
+                != NGX_OK)
             {
                 return NGX_ERROR;
             }
@@ -487,25 +483,14 @@ ngx_http_consent_audit_level(ngx_conf_t *cf,
     dest = lcf->dests->elts;
 
     for (i = 0; i < lcf->dests->nelts; i++) {
-        d = ngx_array_push(&acf->recs);
-        if (d == NULL) {
-            return NGX_ERROR;
-        }
+        rec.type = NGX_HTTP_CONSENT_AUDIT_DEST;
+        rec.id = dest[i].name;
+        rec.name = dest[i].uri;
+        rec.on = dest[i].enforce ? 1 : 0;
 
-        ngx_memzero(d, sizeof(ngx_http_consent_audit_rec_t));
-
-        d->type = NGX_HTTP_CONSENT_AUDIT_DEST;
-        d->scope = *scope;
-        d->scope_at = *scope_at;
-        d->id = dest[i].name;
-        d->name = dest[i].uri;
-        d->on = dest[i].enforce ? 1 : 0;
-
-        if (ngx_http_consent_audit_at(cf->pool, &d->at, dest[i].file,
-                                      dest[i].line)
-            != NGX_OK
-            || ngx_http_consent_audit_utf8(cf->pool, &d->id) != NGX_OK
-            || ngx_http_consent_audit_utf8(cf->pool, &d->name) != NGX_OK)
+        if (ngx_http_consent_audit_add(cf, acf, &rec, dest[i].file,
+                                       dest[i].line)
+            != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -528,28 +513,45 @@ ngx_http_consent_audit_level(ngx_conf_t *cf,
                 continue;
             }
 
-            r = ngx_array_push(&acf->recs);
-            if (r == NULL) {
-                return NGX_ERROR;
-            }
+            rec.type = NGX_HTTP_CONSENT_AUDIT_MAPPING;
+            rec.id = dest[i].name;
+            rec.name = names[j];
+            rec.on = 0;
 
-            ngx_memzero(r, sizeof(ngx_http_consent_audit_rec_t));
-
-            r->type = NGX_HTTP_CONSENT_AUDIT_MAPPING;
-            r->scope = *scope;
-            r->scope_at = *scope_at;
-            r->id = dest[i].name;
-            r->name = names[j];
-
-            if (ngx_http_consent_audit_at(cf->pool, &r->at, dest[i].file,
-                                          dest[i].line)
-                != NGX_OK
-                || ngx_http_consent_audit_utf8(cf->pool, &r->id) != NGX_OK
-                || ngx_http_consent_audit_utf8(cf->pool, &r->name) != NGX_OK)
+            if (ngx_http_consent_audit_add(cf, acf, &rec, dest[i].file,
+                                           dest[i].line)
+                != NGX_OK)
             {
                 return NGX_ERROR;
             }
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/* appends a copy of rec with its directive's file:line, as valid UTF-8 */
+
+static ngx_int_t
+ngx_http_consent_audit_add(ngx_conf_t *cf,
+    ngx_http_consent_audit_conf_t *acf, ngx_http_consent_audit_rec_t *rec,
+    u_char *file, ngx_uint_t line)
+{
+    ngx_http_consent_audit_rec_t  *r;
+
+    r = ngx_array_push(&acf->recs);
+    if (r == NULL) {
+        return NGX_ERROR;
+    }
+
+    *r = *rec;
+
+    if (ngx_http_consent_audit_at(cf->pool, &r->at, file, line) != NGX_OK
+        || ngx_http_consent_audit_utf8(cf->pool, &r->id) != NGX_OK
+        || ngx_http_consent_audit_utf8(cf->pool, &r->name) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
