@@ -181,16 +181,27 @@ typedef struct {
     size_t               delivered;     /* (event, destination) pairs */
     size_t               out_bytes;     /* forwarded bytes, all dests */
     size_t               tokens;
+    const consent_policy_t  *policy;
 } input_t;
+
+
+/* a plain pass over buf: memchr for a byte that never occurs, or strlen */
+typedef struct {
+    const unsigned char *buf;
+    size_t               len;
+    int                  use_strlen;
+} pass_t;
 
 
 /* one full request: what the module does per request body */
 static void
-core_once(const consent_policy_t *policy, input_t *in)
+core_once(void *arg)
 {
-    consent_result_t  res;
-    consent_slice_t  *sl;
-    size_t            d, n, k, delivered, bytes;
+    input_t                 *in = arg;
+    const consent_policy_t  *policy = in->policy;
+    consent_result_t         res;
+    consent_slice_t         *sl;
+    size_t                   d, n, k, delivered, bytes;
 
     used = policy_used;
 
@@ -226,8 +237,44 @@ core_once(const consent_policy_t *policy, input_t *in)
 }
 
 
+/* the JSON scanner alone */
+static void
+scan_once(void *arg)
+{
+    input_t         *in = arg;
+    consent_json_t   js;
+
+    used = policy_used;
+
+    if (consent_json_scan(&js, in->buf, in->len, arena_alloc, NULL) != 0) {
+        fprintf(stderr, "%s: scan failed: %s\n", in->name, js.err);
+        exit(1);
+    }
+
+    in->tokens = js.ntok;
+    sink += js.ntok;
+}
+
+
+static void
+pass_once(void *arg)
+{
+    pass_t  *ps = arg;
+
+    if (ps->use_strlen) {
+        sink += strlen((const char *) ps->buf);
+
+    } else {
+        sink += (memchr(ps->buf, 0x01, ps->len) != NULL);
+    }
+
+    __asm__ volatile("" ::: "memory");
+}
+
+
+/* the best of ROUNDS runs of run_seconds each: GB/s of len bytes a call */
 static double
-run_core(const consent_policy_t *policy, input_t *in)
+best_rate(void (*once)(void *), void *arg, size_t len, size_t reps)
 {
     double  t0, t, best = 0;
     size_t  iters, i;
@@ -238,91 +285,8 @@ run_core(const consent_policy_t *policy, input_t *in)
         t0 = now();
 
         do {
-            for (i = 0; i < 8; i++) {
-                core_once(policy, in);
-            }
-
-            iters += 8;
-            t = now() - t0;
-
-        } while (t < run_seconds);
-
-        if ((double) in->len * iters / t / 1e9 > best) {
-            best = (double) in->len * iters / t / 1e9;
-        }
-    }
-
-    return best;
-}
-
-
-/* the JSON scanner alone */
-static double
-run_scan(input_t *in)
-{
-    consent_json_t  js;
-    double          t0, t, best = 0;
-    size_t          iters, i;
-    int             r;
-
-    for (r = 0; r < ROUNDS; r++) {
-        iters = 0;
-        t0 = now();
-
-        do {
-            for (i = 0; i < 8; i++) {
-                used = policy_used;
-
-                if (consent_json_scan(&js, in->buf, in->len, arena_alloc, NULL)
-                    != 0)
-                {
-                    fprintf(stderr, "%s: scan failed: %s\n", in->name, js.err);
-                    exit(1);
-                }
-
-                sink += js.ntok;
-            }
-
-            iters += 8;
-            t = now() - t0;
-
-        } while (t < run_seconds);
-
-        in->tokens = js.ntok;
-
-        if ((double) in->len * iters / t / 1e9 > best) {
-            best = (double) in->len * iters / t / 1e9;
-        }
-    }
-
-    return best;
-}
-
-
-/* a plain pass over buf: memchr for a byte that never occurs, or strlen */
-static double
-run_pass(const unsigned char *buf, size_t len, int use_strlen)
-{
-    double  t0, t, best = 0;
-    size_t  iters, i, reps;
-    int     r;
-
-    reps = len > (1 << 22) ? 1 : 64;
-
-    for (r = 0; r < ROUNDS; r++) {
-        iters = 0;
-        t0 = now();
-
-        do {
             for (i = 0; i < reps; i++) {
-                if (use_strlen) {
-                    sink += strlen((const char *) buf);
-
-                } else {
-                    sink += (memchr(buf, 0x01, len) != NULL);
-                }
-
-                __asm__ volatile("" ::: "memory");
+                once(arg);
             }
 
             iters += reps;
@@ -336,6 +300,15 @@ run_pass(const unsigned char *buf, size_t len, int use_strlen)
     }
 
     return best;
+}
+
+
+static double
+run_pass(const unsigned char *buf, size_t len, int use_strlen)
+{
+    pass_t  ps = { buf, len, use_strlen };
+
+    return best_rate(pass_once, &ps, len, len > (1 << 22) ? 1 : 64);
 }
 
 
@@ -398,8 +371,9 @@ main(int argc, char **argv)
     write_file(dir, "bench_event.json", event, in[2].len);
 
     for (i = 0; i < 3; i++) {
-        core[i] = run_core(&policy, &in[i]);
-        scan[i] = run_scan(&in[i]);
+        in[i].policy = &policy;
+        core[i] = best_rate(core_once, &in[i], in[i].len, 8);
+        scan[i] = best_rate(scan_once, &in[i], in[i].len, 8);
 
         printf("%-18s %8zu bytes %5u events (%4zu B/event) %6zu tokens\n",
                in[i].name, in[i].len, in[i].nevents,
