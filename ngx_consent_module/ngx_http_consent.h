@@ -159,6 +159,7 @@ ngx_int_t ngx_http_consent_status_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_consent_status_init(ngx_conf_t *cf);
 void ngx_http_consent_status_error(ngx_http_request_t *r, const char *code);
 void ngx_http_consent_status_lua_error(ngx_http_request_t *r);
+void ngx_http_consent_status_telemetry(ngx_http_request_t *r);
 void ngx_http_consent_status_delivery(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_uint_t d);
 

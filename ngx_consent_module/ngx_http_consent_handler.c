@@ -33,6 +33,7 @@ static void ngx_http_consent_log_failed(ngx_http_request_t *r,
     ngx_http_consent_delivery_t *dl);
 static ngx_int_t ngx_http_consent_reply(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
+static ngx_int_t ngx_http_consent_telemetry(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message);
 static ngx_int_t ngx_http_consent_error(ngx_http_request_t *r,
@@ -79,9 +80,14 @@ ngx_http_consent_handler(ngx_http_request_t *r)
 
     if (ep == CONSENT_EP_NONE) {
         ngx_str_set(&msg, "unknown endpoint, expected .../track, identify, "
-                          "page, screen, group, alias, batch or import");
+                          "page, screen, group, alias, batch or import "
+                          "(or t, i, p, s, g, a, b, m)");
         return ngx_http_consent_refuse(r, NGX_HTTP_NOT_FOUND,
                                        "unknown_endpoint", &msg);
+    }
+
+    if (ep == CONSENT_EP_TELEMETRY) {
+        return ngx_http_consent_telemetry(r);
     }
 
     if (r->headers_in.content_length_n > (off_t) clcf->max_body_size) {
@@ -915,6 +921,28 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     *p++ = '}';
 
     return ngx_http_consent_send(r, status, buf, p - buf);
+}
+
+
+/*
+ * analytics.js posts its own delivery metrics to .../m: they are about
+ * the client, not the user, so they are counted and forwarded nowhere
+ */
+
+static ngx_int_t
+ngx_http_consent_telemetry(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    static ngx_str_t  ok = ngx_string("{\"success\":true}");
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_consent_status_telemetry(r);
+
+    return ngx_http_consent_send(r, NGX_HTTP_OK, ok.data, ok.len);
 }
 
 
