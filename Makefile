@@ -18,7 +18,7 @@ CFLAGS_T   := -O1 -g -Wall -Wextra -Werror -std=c99 -Ingx_consent_module
 
 FUZZ_TIME  ?= 60
 
-.PHONY: all deps run test test-unit test-prove fuzz fuzz-smoke clean
+.PHONY: all deps npm-deps run test test-unit test-prove fuzz fuzz-smoke clean
 
 all: $(MODULE)
 
@@ -27,6 +27,18 @@ deps: $(BUILD)/.deps
 $(BUILD)/.deps: scripts/deps.sh
 	sh scripts/deps.sh
 	mkdir -p $(BUILD) && touch $@
+
+# npm packages, pinned in package.json and package-lock.json: Segment's
+# analytics.js (@segment/analytics-next) for the demo page and the
+# browser tests, playwright-core to drive Debian's chromium in them
+# (docs/browser.md).  npm ci installs exactly the lock file's versions.
+NPM_STAMP := node_modules/.package-lock.json
+
+npm-deps: $(NPM_STAMP)
+
+$(NPM_STAMP): package.json package-lock.json $(BUILD)/.deps
+	npm ci --no-audit --no-fund
+	touch $@
 
 # configure once with the flags Debian's nginx was built with
 # (--with-compat), so the module loads into the stock /usr/sbin/nginx
@@ -45,7 +57,7 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
 	cp $(NGX_BUILD)/objs/ngx_http_consent_module.so $@.tmp && mv -f $@.tmp $@
 
-run: $(MODULE)
+run: $(MODULE) npm-deps
 	sh demo/run.sh
 
 test: $(MODULE) test-unit test-json test-lua fuzz-smoke test-prove \
@@ -58,7 +70,7 @@ $(BUILD)/unit: t/unit/test_core.c $(CORE_SRCS) ngx_consent_module/consent_core.h
 test-unit: $(BUILD)/.deps $(BUILD)/unit
 	$(BUILD)/unit
 
-test-prove: $(MODULE)
+test-prove: $(MODULE) npm-deps
 	prove -j2 t/
 
 $(BUILD)/fuzz_core: t/fuzz/fuzz_core.c t/json/test_alloc.h $(CORE_SRCS) \
@@ -151,7 +163,7 @@ $(ASAN_MODULE): $(ASAN_SRC)/objs/Makefile $(SRCS)
 
 asan: $(ASAN_MODULE)
 
-test-memcheck: $(ASAN_MODULE)
+test-memcheck: $(ASAN_MODULE) npm-deps
 	CONSENT_TEST_MODULE=$(CURDIR)/$(ASAN_MODULE) \
 	CONSENT_TEST_PRELOAD=$(ASAN_PRELOAD) \
 	CONSENT_TEST_ASAN=1 prove -j2 t/
