@@ -116,6 +116,8 @@ sub scenario {
             anonymousId => $anon, consent => json_prefs($prefs),
             calls => [map { $_->[0] } @calls],
             ($o{delivery} ? (delivery => $o{delivery}) : ()),
+            (($o{expect} // '') eq 'unload' ? (awaitCalls => JSON::PP::true)
+                                            : ()),
             metrics => { flushTimer => 100 },
         },
         # for the checks below
@@ -195,7 +197,11 @@ for my $sc (@scenarios) {
     is_deeply($r->{failed}, [], "$n: no failed request");
     my @bad = grep { $_->{status} != 200 } @{ $r->{posts} };
     is_deeply(\@bad, [], "$n: every gateway reply 200");
-    next if $sc->{expect} eq 'unload';
+    if ($sc->{expect} eq 'unload') {
+        is($r->{batchesBeforeUnload}, 0,
+           "$n: nothing sent before the page was left");
+        next;
+    }
     is($r->{events}, $sc->{events}, "$n: $sc->{events} events answered");
     my %paths = map { $_->{path} => 1 } @{ $r->{posts} };
     if ($sc->{spec}{delivery}) {

@@ -134,7 +134,8 @@ async function runScenario(browser, sc) {
                     () => answered().some((p) => p.path === '/v1/m'));
       }
     } else if (sc.expect === 'unload') {
-      state.beforeUnload = state.posts.length;
+      state.batchesBeforeUnload =
+        state.posts.filter((p) => p.path === '/v1/b').length;
       await page.goto('about:blank', { waitUntil: 'load' });
     } else if (sc.expect === 'cors') {
       await until(state, 'a failed gateway request and a CORS error',
