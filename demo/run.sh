@@ -8,7 +8,10 @@ PREFIX=$ROOT/build/demo
 mkdir -p "$PREFIX"
 
 sed -e "s|@MODULE@|$ROOT/build/ngx_http_consent_module.so|" \
-    -e "s|@PREFIX@|$PREFIX|" "$ROOT/demo/nginx.conf" > "$PREFIX/nginx.conf"
+    -e "s|@PREFIX@|$PREFIX|" -e "s|@ROOT@|$ROOT|" -e "s|@PORT@|8080|" \
+    -e "s|@PORT_AMPLITUDE@|9001|" -e "s|@PORT_FACEBOOK@|9002|" \
+    -e "s|@PORT_WAREHOUSE@|9003|" -e "s|@PORT_WEBHOOK@|9004|" \
+    "$ROOT/demo/nginx.conf" > "$PREFIX/nginx.conf"
 
 pids=""
 cleanup() {
@@ -27,6 +30,7 @@ done
 USER_DIRECTIVE=""
 [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root;"
 
+echo "demo page on http://127.0.0.1:8080/ (consent banner, analytics.js, what each destination got)"
 echo "gateway on http://127.0.0.1:8080/v1/{track,identify,page,screen,group,alias,batch}"
 echo "destinations print what they receive below; Ctrl-C to stop"
 /usr/sbin/nginx -p "$PREFIX" -c "$PREFIX/nginx.conf" -e stderr \

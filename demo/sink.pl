@@ -12,6 +12,9 @@
 # to FILE (written and closed BEFORE the reply, so whoever got the reply
 # can read the log without racing), and answers CODE with {"ok":true}.
 # "body" holds the raw body bytes, one JSON string character per byte.
+# GET /_sink/received is not logged: it answers what the log holds, as
+# {"name":..,"requests":[{"uri":..,"body":".."}...]} (bodies decoded as
+# UTF-8 where they are), for the demo page's panel (demo/www).
 # --mode hang: never answers; --mode close: closes without answering;
 # --mode partial: sends the headers and part of the body, then closes.
 # One process per connection; HTTP/1.1 keep-alive is supported.
@@ -109,6 +112,13 @@ sub serve {
     for (;;) {
         my $req = read_request($c, \$buf) or return;
 
+        if ($req->{method} eq 'GET'
+            && $req->{uri} =~ m{^/_sink/received(?:\?|$)})
+        {
+            reply($c, $req, 200, received_json()) or return;
+            next;
+        }
+
         log_request($req);
 
         if ($opt{mode} eq 'hang') {
@@ -131,18 +141,45 @@ sub serve {
             return;
         }
 
-        my $keep = $req->{keepalive};
         my $body = $opt{status} >= 200 && $opt{status} < 300
                    ? '{"ok":true}' : '{"ok":false}';
-        my $reply = "HTTP/1.1 $opt{status} " . reason($opt{status}) . "\r\n"
-                  . "Content-Type: application/json\r\n"
-                  . "Content-Length: " . length($body) . "\r\n"
-                  . ($keep ? "Connection: keep-alive\r\n"
-                           : "Connection: close\r\n")
-                  . "\r\n" . $body;
-        write_all($c, $reply) or return;
-        return unless $keep;
+        reply($c, $req, $opt{status}, $body) or return;
     }
+}
+
+
+# Answers STATUS with the JSON BODY; false when the connection is done
+# (write error, or the client did not ask for keep-alive).
+sub reply {
+    my ($c, $req, $status, $body) = @_;
+    my $keep = $req->{keepalive};
+    my $reply = "HTTP/1.1 $status " . reason($status) . "\r\n"
+              . "Content-Type: application/json\r\n"
+              . "Content-Length: " . length($body) . "\r\n"
+              . ($keep ? "Connection: keep-alive\r\n"
+                       : "Connection: close\r\n")
+              . "\r\n" . $body;
+    write_all($c, $reply) or return 0;
+    return $keep;
+}
+
+
+# The log's requests as the JSON text GET /_sink/received answers.
+sub received_json {
+    my @req;
+    if (open my $fh, '<', $opt{log}) {
+        binmode $fh;
+        flock $fh, LOCK_SH;
+        while (my $line = <$fh>) {
+            my $rec = eval { $json_log->decode($line) } or next;
+            my $body = $rec->{body};
+            utf8::decode($body);     # stays bytes when not UTF-8
+            push @req, { uri => $rec->{uri}, body => $body };
+        }
+        close $fh;
+    }
+    return JSON::PP->new->utf8->canonical->encode(
+        { name => $opt{name}, requests => \@req });
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Drives headless Chromium (Debian's /usr/bin/chromium, through the
-// pinned npm playwright-core) through the scenarios of t/40-browser.t.
+// Drives headless Chromium (t/browser/chromium.js) through the scenarios
+// of t/40-browser.t.
 //
 //   node t/browser/drive.js JOB.json   -> one JSON result on stdout
 //
@@ -25,13 +25,7 @@
 // hosts other than the job's) for t/40-browser.t to assert on.
 'use strict';
 
-const fs = require('fs');
-const { chromium } = require('playwright-core');
-
-const WAIT_MS = 20000;
-
-const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const gateway = new URL(job.gateway);
+const { run, record, until, report } = require('./chromium');
 
 function eventsIn(rec) {
   const b = rec.body;
@@ -41,83 +35,12 @@ function eventsIn(rec) {
   return /^\/v1\/[tpigas]$/.test(rec.path) ? 1 : 0;
 }
 
-// Resolves when check() turns true (re-checked on every recorded browser
-// event), rejects after WAIT_MS with what was seen so far.
-function until(state, what, check) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      state.waiters.delete(poll);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, WAIT_MS);
-    function poll() {
-      if (check()) {
-        clearTimeout(timer);
-        state.waiters.delete(poll);
-        resolve();
-      }
-    }
-    state.waiters.add(poll);
-    poll();
-  });
-}
-
-function notify(state) {
-  for (const w of state.waiters) {
-    w();
-  }
-}
-
-async function runScenario(browser, sc) {
-  const state = {
-    name: sc.name, posts: [], failed: [], console: [], pageErrors: [],
-    external: [], waiters: new Set(),
-  };
+async function runScenario(browser, gateway, sc) {
+  const state = { name: sc.name };
   const started = Date.now();
   const context = await browser.newContext();
   const page = await context.newPage();
-  const pageHost = new URL(sc.page).host;
-
-  page.on('request', (req) => {
-    const u = new URL(req.url());
-    if (u.protocol !== 'data:' && u.host !== gateway.host
-        && u.host !== pageHost && req.url() !== 'about:blank') {
-      state.external.push(req.url());
-    }
-  });
-  page.on('response', async (res) => {
-    const req = res.request();
-    const u = new URL(req.url());
-    if (u.host !== gateway.host) {
-      return;
-    }
-    let body = null;
-    try {
-      body = JSON.parse(req.postData() || 'null');
-    } catch (e) {
-      body = { unparsable: req.postData() };
-    }
-    const rec = {
-      method: req.method(), path: u.pathname, status: res.status(),
-      requestHeaders: await req.allHeaders(),
-      responseHeaders: await res.allHeaders(),
-      body,
-    };
-    state.posts.push(rec);
-    notify(state);
-  });
-  page.on('requestfailed', (req) => {
-    state.failed.push({ url: req.url(), method: req.method(),
-                        error: req.failure() && req.failure().errorText });
-    notify(state);
-  });
-  page.on('console', (msg) => {
-    state.console.push({ type: msg.type(), text: msg.text() });
-    notify(state);
-  });
-  page.on('pageerror', (err) => {
-    state.pageErrors.push(String(err && err.stack || err));
-    notify(state);
-  });
+  record(page, state, gateway.host, new URL(sc.page).host);
 
   const answered = () => state.posts.filter((p) => p.status < 400);
   const events = () => answered().reduce((n, p) => n + eventsIn(p), 0);
@@ -150,33 +73,14 @@ async function runScenario(browser, sc) {
   state.events = events();
   state.ms = Date.now() - started;
   await context.close();
-  const { waiters, ...result } = state;
-  return result;
+  return report(state);
 }
 
-(async () => {
-  const started = Date.now();
-  const browser = await chromium.launch({
-    executablePath: job.chromium || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      `--host-resolver-rules=${job.hostRules}`,
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--disable-dev-shm-usage',
-    ],
-  });
-  const result = { version: browser.version(), scenarios: [] };
-  try {
-    for (const sc of job.scenarios) {
-      result.scenarios.push(await runScenario(browser, sc));
-    }
-  } finally {
-    await browser.close();
+run(async (browser, job) => {
+  const gateway = new URL(job.gateway);
+  const scenarios = [];
+  for (const sc of job.scenarios) {
+    scenarios.push(await runScenario(browser, gateway, sc));
   }
-  result.ms = Date.now() - started;
-  process.stdout.write(JSON.stringify(result) + '\n');
-})().catch((e) => {
-  process.stderr.write(`drive.js: ${e && e.stack || e}\n`);
-  process.exit(1);
+  return { scenarios };
 });
