@@ -7,10 +7,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=$ROOT/build/demo
 mkdir -p "$PREFIX"
 
-sed -e "s|@MODULE@|$ROOT/build/ngx_http_consent_module.so|" \
-    -e "s|@PREFIX@|$PREFIX|" -e "s|@ROOT@|$ROOT|" -e "s|@PORT@|8080|" \
-    -e "s|@PORT_AMPLITUDE@|9001|" -e "s|@PORT_FACEBOOK@|9002|" \
-    -e "s|@PORT_WAREHOUSE@|9003|" -e "s|@PORT_WEBHOOK@|9004|" \
+sed -e "s|@MODULE@|$ROOT/build/ngx_http_consent_module.so|g" \
+    -e "s|@PREFIX@|$PREFIX|g" -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|8080|g" \
+    -e "s|@PORT_AMPLITUDE@|9001|g" -e "s|@PORT_FACEBOOK@|9002|g" \
+    -e "s|@PORT_WAREHOUSE@|9003|g" -e "s|@PORT_WEBHOOK@|9004|g" \
     "$ROOT/demo/nginx.conf" > "$PREFIX/nginx.conf"
 
 pids=""

@@ -15,8 +15,10 @@ package ConsentBrowser;
 use strict;
 use warnings;
 
-use File::Temp qw(tempfile);
+use File::Temp qw(tempdir tempfile);
+use HTTP::Tiny;
 use JSON::PP;
+use POSIX qw(WNOHANG);
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
@@ -90,6 +92,87 @@ sub run_node {
 sub drive {
     my (%job) = @_;
     return run_node('t/browser/drive.js', \%job);
+}
+
+# ---------------------------------------------------------------------
+# the demo (make run), on free ports: t/41-demo.t
+
+our @DEMO_SINKS = qw(amplitude facebook warehouse webhook);
+
+# Starts what demo/run.sh starts: a demo/sink.pl per destination and
+# nginx on demo/nginx.conf (placeholders filled in, the sinks' and the
+# gateway's ports free ones), in the foreground as the demo config says
+# (daemon off).  Returns { port, prefix, nginx => pid, sinks => { NAME
+# => { pid, port, log } } } once the page answers.
+sub start_demo {
+    my $prefix = tempdir('consent-demo-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $d = { prefix => $prefix, sinks => {} };
+    for my $name (@DEMO_SINKS) {
+        my $log = "$prefix/$name.log";
+        my $pid = open(my $out, '-|', $^X, $ConsentTest::SINK,
+                       '--name', $name, '--log', $log)
+            // die "cannot start sink $name: $!";
+        my $line = <$out> // '';
+        $line =~ /^PORT (\d+)$/ or die "sink $name: no port: $line";
+        $d->{sinks}{$name} = { pid => $pid, fh => $out, port => $1,
+                               log => $log };
+    }
+    open my $in, '<', "$ROOT/demo/nginx.conf" or die "demo/nginx.conf: $!";
+    my $template = do { local $/; <$in> };
+    close $in;
+
+    # a free port may be taken between the probe and nginx's bind(): retry
+    for my $try (1 .. 5) {
+        $d->{port} = ConsentTest::free_port();
+        my %v = (MODULE => $ConsentTest::MODULE, PREFIX => $prefix,
+                 ROOT => $ROOT, PORT => $d->{port},
+                 map { ('PORT_' . uc($_) => $d->{sinks}{$_}{port}) }
+                     @DEMO_SINKS);
+        (my $conf = $template) =~ s/@(\w+)@/$v{$1} \/\/ die "no \@$1\@"/ge;
+        open my $out, '>', "$prefix/nginx.conf" or die "$prefix: $!";
+        print {$out} $conf;
+        close $out;
+
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            open STDOUT, '>>', "$prefix/stderr.log";
+            open STDERR, '>&', \*STDOUT;
+            { exec $ConsentTest::NGINX, '-p', $prefix,
+                   '-c', "$prefix/nginx.conf", '-e', "$prefix/error.log",
+                   ($> == 0 ? ('-g', 'user root;') : ()); }
+            POSIX::_exit(127);
+        }
+        $d->{nginx} = $pid;
+        my $up = wait_for(sub {
+            return 'exited' if waitpid($pid, WNOHANG) == $pid;
+            my $r = HTTP::Tiny->new(timeout => 2)
+                ->get("http://127.0.0.1:$d->{port}/");
+            return $r->{status} == 200 ? 'up' : undef;
+        }, 20) // '';
+        return $d if $up eq 'up';
+        my $err = join "\n", lines("$prefix/stderr.log");
+        stop_demo($d);
+        die "demo nginx did not start ($up):\n$err\n"
+            unless $up eq 'exited' && $err =~ /Address already in use/;
+        unlink "$prefix/stderr.log";
+    }
+    die "demo nginx: no free port in 5 tries\n";
+}
+
+# Stops the demo's nginx (graceful quit, then TERM) and sinks.
+sub stop_demo {
+    my ($d) = @_;
+    if (my $pid = delete $d->{nginx}) {
+        kill 'QUIT', $pid;
+        wait_for(sub { waitpid($pid, WNOHANG) != 0 }, 10)
+            or do { kill 'TERM', $pid; waitpid($pid, 0) };
+    }
+    for my $s (values %{ $d->{sinks} }) {
+        next unless $s->{pid};
+        kill 'TERM', $s->{pid};
+        close $s->{fh};
+        delete $s->{pid};
+    }
 }
 
 # Polls CHECK (every 50 ms) until it returns true or SECONDS pass; for a
