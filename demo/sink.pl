@@ -70,7 +70,10 @@ $SIG{CHLD} = sub {
         delete $children{$pid};
     }
 };
-$SIG{TERM} = $SIG{INT} = sub { $stop = 1; };
+# closing the socket, not only setting $stop: a signal handled after the
+# loop's test but before accept() enters the kernel would otherwise leave
+# accept() waiting for ever (seen: a make test-prove hung in _kill_sinks)
+$SIG{TERM} = $SIG{INT} = sub { $stop = 1; close $listen; };
 $SIG{PIPE} = 'IGNORE';
 
 while (!$stop) {

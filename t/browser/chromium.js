@@ -117,10 +117,12 @@ function until(state, what, check, ms = 20000) {
   });
 }
 
-// state without its waiters, for the JSON result
+// A copy of state without its waiters, for the JSON result: taken before
+// the page is closed, whose closing aborts what is still in flight (such
+// as analytics.js's periodic telemetry).
 function report(state) {
   const { waiters, ...rest } = state;
-  return rest;
+  return JSON.parse(JSON.stringify(rest));
 }
 
 module.exports = { run, record, until, report };

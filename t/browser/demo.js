@@ -81,6 +81,7 @@ run(async (browser, job) => {
     state.error = String(e && e.stack || e);
   }
   state.steps = steps;
+  const result = report(state);
   await context.close();
-  return report(state);
+  return result;
 });

@@ -72,8 +72,9 @@ async function runScenario(browser, gateway, sc) {
   }
   state.events = events();
   state.ms = Date.now() - started;
+  const result = report(state);
   await context.close();
-  return report(state);
+  return result;
 }
 
 run(async (browser, job) => {
