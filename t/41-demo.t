@@ -133,15 +133,29 @@ for my $d (@DESTS) {
               "$d: the panel's counters (consent_status)");
 }
 
-# what the sinks really received: the events the panel says
+# what the sinks really received: the events the panel says, without the
+# page's cookies (same origin: analytics.js's ajs_ cookies go along)
+my $cookies = grep { $_->{requestHeaders}{cookie} } @{ $res->{posts} };
+diag("the browser sent cookies with $cookies of its requests")
+    if $ENV{TEST_VERBOSE};
 for my $d (@DESTS) {
-    my @ev;
+    my (@ev, @cookie);
     for (ConsentBrowser::lines($demo->{sinks}{$d}{log})) {
         my $r = JSON::PP->new->latin1->decode($_);
         push @ev, @{ ConsentTest::json_decode($r->{body})->{batch} };
+        push @cookie, $r->{headers}{cookie} if $r->{headers}{cookie};
     }
     is(scalar @ev, $counts{$d}{delivered},
        "$d: the sink got $counts{$d}{delivered} events");
+    TODO: {
+        # SPEC section 6: destinations never get the end user's Cookie;
+        # the module passes every request header on to its subrequests
+        # (README, Forwarding), so a same-origin page's cookies reach
+        # them.  Open: to be fixed in the module (or each destination
+        # location's proxy_set_header Cookie "").
+        local $TODO = 'the Cookie header is passed on to destinations';
+        is_deeply(\@cookie, [], "$d: no Cookie header passed on");
+    }
 }
 
 # ---------------------------------------------------------------------
