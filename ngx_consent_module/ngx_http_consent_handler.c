@@ -20,7 +20,6 @@ static ngx_int_t ngx_http_consent_encoding(ngx_http_request_t *r,
 static ngx_int_t ngx_http_consent_inflate_body(ngx_http_request_t *r,
     u_char **body, size_t *len);
 static void *ngx_http_consent_alloc(void *pool, size_t size);
-static ngx_list_t *ngx_http_consent_dest_headers(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_fan_out(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 static ngx_chain_t *ngx_http_consent_batch_chain(ngx_http_request_t *r,
@@ -472,6 +471,7 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
     off_t                          len;
     ngx_uint_t                     d, e, nevents, ndests;
+    ngx_list_t                    *headers;
     ngx_chain_t                   *chain;
     ngx_http_request_t            *sr;
     consent_result_t              *res;
@@ -542,17 +542,12 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        /* the forwarded body is the inflated one */
-        if (ctx->gzip) {
-            if (ctx->dest_headers == NULL) {
-                ctx->dest_headers = ngx_http_consent_dest_headers(r);
-                if (ctx->dest_headers == NULL) {
-                    return NGX_ERROR;
-                }
-            }
-
-            sr->headers_in.headers = *ctx->dest_headers;
+        headers = ngx_http_consent_headers(r, &dests[d]);
+        if (headers == NULL) {
+            return NGX_ERROR;
         }
+
+        sr->headers_in.headers = *headers;
 
         rb->bufs = chain;
         sr->request_body = rb;
@@ -565,47 +560,6 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     }
 
     return NGX_OK;
-}
-
-
-/* the client's request headers less Content-Encoding, for destinations */
-
-static ngx_list_t *
-ngx_http_consent_dest_headers(ngx_http_request_t *r)
-{
-    ngx_list_t                        *list;
-    ngx_uint_t                         i;
-    ngx_list_part_t                   *part;
-    ngx_table_elt_t                   *h, *ce, *copy;
-    ngx_http_consent_header_cursor_t   cursor;
-
-    list = ngx_list_create(r->pool, 20, sizeof(ngx_table_elt_t));
-    if (list == NULL) {
-        return NULL;
-    }
-
-    /* the only one: ngx_http_consent_encoding() refused more */
-    cursor.part = NULL;
-    ce = ngx_http_consent_header_next(r, "content-encoding", 16, &cursor);
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (&h[i] == ce) {
-                continue;
-            }
-
-            copy = ngx_list_push(list);
-            if (copy == NULL) {
-                return NULL;
-            }
-
-            *copy = h[i];
-        }
-    }
-
-    return list;
 }
 
 
@@ -1050,44 +1004,6 @@ ngx_http_consent_add_header(ngx_http_request_t *r, const char *key,
 #endif
 
     return NGX_OK;
-}
-
-
-/*
- * The next request header called name (any case) after *prev, or the
- * first one when *prev is NULL: repeated headers are walked in order.
- */
-ngx_table_elt_t *
-ngx_http_consent_header_next(ngx_http_request_t *r, const char *name,
-    size_t len, ngx_http_consent_header_cursor_t *c)
-{
-    ngx_table_elt_t  *h;
-
-    if (c->part == NULL) {
-        c->part = &r->headers_in.headers.part;
-        c->i = 0;
-    }
-
-    for ( ;; ) {
-
-        if (c->i >= c->part->nelts) {
-            if (c->part->next == NULL) {
-                return NULL;
-            }
-
-            c->part = c->part->next;
-            c->i = 0;
-            continue;
-        }
-
-        h = (ngx_table_elt_t *) c->part->elts + c->i++;
-
-        if (h->key.len == len
-            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
-        {
-            return h;
-        }
-    }
 }
 
 
