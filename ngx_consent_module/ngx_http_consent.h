@@ -59,8 +59,21 @@ typedef struct {
 } ngx_http_consent_hook_t;
 
 
+typedef struct ngx_http_consent_loc_conf_s  ngx_http_consent_loc_conf_t;
+
+
+/* a consent_ingest location, for the nginx -t loop check */
+typedef struct {
+    ngx_http_core_srv_conf_t     *server;
+    ngx_http_consent_loc_conf_t  *conf;
+    u_char                       *file;
+    ngx_uint_t                    line;
+} ngx_http_consent_ingest_t;
+
+
 typedef struct {
     ngx_array_t                 hooks;          /* ngx_http_consent_hook_t */
+    ngx_array_t                 ingests;        /* ngx_http_consent_ingest_t */
     ngx_str_t                   lua_path;
     ngx_uint_t                  max_instructions;
     size_t                      max_memory;
@@ -71,7 +84,7 @@ typedef struct {
 } ngx_http_consent_main_conf_t;
 
 
-typedef struct {
+struct ngx_http_consent_loc_conf_s {
     ngx_array_t                *categories;     /* NULL: inherited */
     ngx_array_t                *dests;          /* NULL: inherited */
 
@@ -87,7 +100,7 @@ typedef struct {
     ngx_uint_t                  delivery;       /* NGX_HTTP_CONSENT_WAIT */
 
     consent_policy_t            policy;         /* built at merge time */
-} ngx_http_consent_loc_conf_t;
+};
 
 
 /* one destination's delivery within a request */
@@ -134,6 +147,12 @@ extern ngx_module_t  ngx_http_consent_module;
 
 
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_consent_loop_add(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_loc_conf_t *lcf);
+ngx_int_t ngx_http_consent_loop_check(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
+ngx_uint_t ngx_http_consent_loop(ngx_http_request_t *r);
 
 char *ngx_http_consent_headers_param(ngx_conf_t *cf,
     ngx_http_consent_dest_conf_t *dest, ngx_str_t *param);

@@ -9,7 +9,8 @@
 #include "ngx_http_consent.h"
 
 
-#define NGX_HTTP_CONSENT_REPLY_EVENT  160   /* bytes per rejected event */
+#define NGX_HTTP_CONSENT_REPLY_EVENT   160  /* bytes per rejected event */
+#define NGX_HTTP_CONSENT_LOOP_DETECTED  508
 
 
 static void ngx_http_consent_body_handler(ngx_http_request_t *r);
@@ -64,6 +65,10 @@ ngx_http_consent_handler(ngx_http_request_t *r)
     ngx_http_consent_loc_conf_t  *clcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
+
+    if (ngx_http_consent_loop(r)) {
+        return NGX_HTTP_CONSENT_LOOP_DETECTED;
+    }
 
     if (r->method == NGX_HTTP_OPTIONS) {
         return ngx_http_consent_preflight(r);
@@ -548,6 +553,15 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
         }
 
         sr->headers_in.headers = *headers;
+
+        /*
+         * client_max_body_size guards against what clients send: this
+         * body is the module's, bounded by consent_max_body_size and the
+         * hooks' rewrites, so a rewrite that grows a batch past it must
+         * not make a valid request fail forever (nginx skips the check
+         * for a request whose body it discards; a subrequest reads none)
+         */
+        sr->discard_body = 1;
 
         rb->bufs = chain;
         sr->request_body = rb;

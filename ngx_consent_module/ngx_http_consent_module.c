@@ -199,6 +199,10 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_consent_loop_check(cf, cmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_consent_status_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -610,6 +614,10 @@ ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
     cmcf->ingest = 1;
+
+    if (ngx_http_consent_loop_add(cf, cmcf, clcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     core = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     core->handler = ngx_http_consent_handler;
