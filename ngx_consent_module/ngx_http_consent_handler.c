@@ -647,30 +647,38 @@ ngx_http_consent_delivered(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_consent_delivery_t *dl = data;
 
+    ngx_uint_t               status, failed;
     ngx_http_consent_ctx_t  *ctx;
 
     if (rc == NGX_AGAIN) {
         return rc;
     }
 
-    dl->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
-                 : sr->headers_out.status;
+    status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
+             : sr->headers_out.status;
 
     if (rc == NGX_OK && ngx_http_consent_cut_short(sr)) {
-        dl->status = NGX_HTTP_BAD_GATEWAY;
+        status = NGX_HTTP_BAD_GATEWAY;
     }
 
-    /* called again for an error page: failure is sticky */
-    if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE
-        || dl->status < 200 || dl->status > 299)
-    {
-        dl->failed = 1;
-    }
+    failed = (rc == NGX_ERROR || status < 200 || status > 299);
 
+    /*
+     * called again for an error page (a waited subrequest only, so a
+     * timeout logged 504 in background mode showed 502 in wait mode):
+     * the first failure and its status stand
+     */
     if (dl->done) {
+        if (failed && !dl->failed) {
+            dl->failed = 1;
+            dl->status = status;
+        }
+
         return rc;
     }
 
+    dl->status = status;
+    dl->failed = failed;
     dl->done = 1;
     dl->elapsed = ngx_current_msec - dl->start;
     ctx = ngx_http_get_module_ctx(dl->request, ngx_http_consent_module);
