@@ -207,7 +207,11 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_consent_filter_init(cf);
+    if (ngx_http_consent_reply_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_consent_delivery_init(cf);
 }
 
 
@@ -764,13 +768,6 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-static void *
-ngx_http_consent_conf_alloc(void *pool, size_t size)
-{
-    return ngx_palloc(pool, size);
-}
-
-
 /* resolves category names to bits of the enabled categories */
 
 static ngx_int_t
@@ -872,7 +869,7 @@ ngx_http_consent_build_policy(ngx_conf_t *cf,
     conf->policy.max_event_size = conf->max_event_size;
     conf->policy.max_events = conf->max_events;
 
-    if (consent_policy_prepare(&conf->policy, ngx_http_consent_conf_alloc,
+    if (consent_policy_prepare(&conf->policy, ngx_http_consent_palloc,
                                cf->pool)
         != 0)
     {
