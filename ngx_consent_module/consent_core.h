@@ -26,7 +26,11 @@ typedef struct {
 } consent_str_t;
 
 
-/* endpoints, from the last path component of the request URI */
+/*
+ * endpoints, from the last path component of the request URI; the stock
+ * Segment clients' short forms (analytics.js /v1/t, mobile SDKs /v1/b)
+ * name the same endpoints
+ */
 typedef enum {
     CONSENT_EP_NONE = 0,
     CONSENT_EP_TRACK,
@@ -35,7 +39,8 @@ typedef enum {
     CONSENT_EP_SCREEN,
     CONSENT_EP_GROUP,
     CONSENT_EP_ALIAS,
-    CONSENT_EP_BATCH            /* also /v1/import */
+    CONSENT_EP_BATCH,           /* also /v1/import */
+    CONSENT_EP_TELEMETRY        /* analytics.js's own metrics: /v1/m */
 } consent_endpoint_e;
 
 

@@ -46,7 +46,13 @@ typedef struct {
 
 
 static const char  *type_names[] = {
-    NULL, "track", "identify", "page", "screen", "group", "alias", "batch"
+    NULL, "track", "identify", "page", "screen", "group", "alias", "batch",
+    "telemetry"
+};
+
+/* the one-letter paths of analytics.js and the mobile SDKs, by endpoint */
+static const char  short_names[] = {
+    0, 't', 'i', 'p', 's', 'g', 'a', 'b', 'm'
 };
 
 static const char  *code_names[] = {
@@ -91,7 +97,7 @@ static const char  *outcome_names[] = {
 const char *
 consent_type_name(consent_endpoint_e type)
 {
-    return (type > CONSENT_EP_NONE && type <= CONSENT_EP_BATCH)
+    return (type > CONSENT_EP_NONE && type <= CONSENT_EP_TELEMETRY)
            ? type_names[type] : "unknown";
 }
 
@@ -136,6 +142,16 @@ consent_endpoint(const char *path, size_t len)
     }
 
     n = (size_t) (path + len - p);
+
+    if (n == 1) {
+        for (i = CONSENT_EP_TRACK; i <= CONSENT_EP_TELEMETRY; i++) {
+            if (*p == short_names[i]) {
+                return (consent_endpoint_e) i;
+            }
+        }
+
+        return CONSENT_EP_NONE;
+    }
 
     for (i = CONSENT_EP_TRACK; i <= CONSENT_EP_BATCH; i++) {
         if (strlen(type_names[i]) == n && memcmp(p, type_names[i], n) == 0) {

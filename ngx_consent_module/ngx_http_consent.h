@@ -43,6 +43,8 @@ typedef struct {
     ngx_str_t                   uri;
     ngx_array_t                 categories;     /* of ngx_str_t */
     ngx_flag_t                  enforce;
+    ngx_array_t                *pass;           /* pass_header=, lowcase */
+    ngx_uint_t                  drop;           /* drop_header=, bits */
     ngx_uint_t                  status;         /* its counters, by name */
     u_char                     *file;
     ngx_uint_t                  line;
@@ -113,7 +115,6 @@ typedef struct {
     int                         lua_req;        /* registry ref of req */
     int                         lua_body;       /* registry ref of body */
     const char                 *error;          /* request-level code */
-    ngx_list_t                 *dest_headers;   /* Content-Encoding gone */
     unsigned                    gzip:1;
     unsigned                    background:1;
     unsigned                    replied:1;
@@ -133,6 +134,12 @@ extern ngx_module_t  ngx_http_consent_module;
 
 
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
+
+char *ngx_http_consent_headers_param(ngx_conf_t *cf,
+    ngx_http_consent_dest_conf_t *dest, ngx_str_t *param);
+ngx_list_t *ngx_http_consent_headers(ngx_http_request_t *r,
+    ngx_http_consent_dest_conf_t *dest);
+ngx_uint_t ngx_http_consent_token_char(u_char c);
 ngx_table_elt_t *ngx_http_consent_header_next(ngx_http_request_t *r,
     const char *name, size_t len, ngx_http_consent_header_cursor_t *c);
 ngx_int_t ngx_http_consent_filter_init(ngx_conf_t *cf);
@@ -159,6 +166,7 @@ ngx_int_t ngx_http_consent_status_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_consent_status_init(ngx_conf_t *cf);
 void ngx_http_consent_status_error(ngx_http_request_t *r, const char *code);
 void ngx_http_consent_status_lua_error(ngx_http_request_t *r);
+void ngx_http_consent_status_telemetry(ngx_http_request_t *r);
 void ngx_http_consent_status_delivery(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_uint_t d);
 

@@ -20,7 +20,6 @@ static ngx_int_t ngx_http_consent_encoding(ngx_http_request_t *r,
 static ngx_int_t ngx_http_consent_inflate_body(ngx_http_request_t *r,
     u_char **body, size_t *len);
 static void *ngx_http_consent_alloc(void *pool, size_t size);
-static ngx_list_t *ngx_http_consent_dest_headers(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_fan_out(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 static ngx_chain_t *ngx_http_consent_batch_chain(ngx_http_request_t *r,
@@ -33,6 +32,7 @@ static void ngx_http_consent_log_failed(ngx_http_request_t *r,
     ngx_http_consent_delivery_t *dl);
 static ngx_int_t ngx_http_consent_reply(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
+static ngx_int_t ngx_http_consent_telemetry(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message);
 static ngx_int_t ngx_http_consent_error(ngx_http_request_t *r,
@@ -79,9 +79,14 @@ ngx_http_consent_handler(ngx_http_request_t *r)
 
     if (ep == CONSENT_EP_NONE) {
         ngx_str_set(&msg, "unknown endpoint, expected .../track, identify, "
-                          "page, screen, group, alias, batch or import");
+                          "page, screen, group, alias, batch or import "
+                          "(or t, i, p, s, g, a, b, m)");
         return ngx_http_consent_refuse(r, NGX_HTTP_NOT_FOUND,
                                        "unknown_endpoint", &msg);
+    }
+
+    if (ep == CONSENT_EP_TELEMETRY) {
+        return ngx_http_consent_telemetry(r);
     }
 
     if (r->headers_in.content_length_n > (off_t) clcf->max_body_size) {
@@ -466,6 +471,7 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
     off_t                          len;
     ngx_uint_t                     d, e, nevents, ndests;
+    ngx_list_t                    *headers;
     ngx_chain_t                   *chain;
     ngx_http_request_t            *sr;
     consent_result_t              *res;
@@ -536,17 +542,12 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        /* the forwarded body is the inflated one */
-        if (ctx->gzip) {
-            if (ctx->dest_headers == NULL) {
-                ctx->dest_headers = ngx_http_consent_dest_headers(r);
-                if (ctx->dest_headers == NULL) {
-                    return NGX_ERROR;
-                }
-            }
-
-            sr->headers_in.headers = *ctx->dest_headers;
+        headers = ngx_http_consent_headers(r, &dests[d]);
+        if (headers == NULL) {
+            return NGX_ERROR;
         }
+
+        sr->headers_in.headers = *headers;
 
         rb->bufs = chain;
         sr->request_body = rb;
@@ -559,47 +560,6 @@ ngx_http_consent_fan_out(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     }
 
     return NGX_OK;
-}
-
-
-/* the client's request headers less Content-Encoding, for destinations */
-
-static ngx_list_t *
-ngx_http_consent_dest_headers(ngx_http_request_t *r)
-{
-    ngx_list_t                        *list;
-    ngx_uint_t                         i;
-    ngx_list_part_t                   *part;
-    ngx_table_elt_t                   *h, *ce, *copy;
-    ngx_http_consent_header_cursor_t   cursor;
-
-    list = ngx_list_create(r->pool, 20, sizeof(ngx_table_elt_t));
-    if (list == NULL) {
-        return NULL;
-    }
-
-    /* the only one: ngx_http_consent_encoding() refused more */
-    cursor.part = NULL;
-    ce = ngx_http_consent_header_next(r, "content-encoding", 16, &cursor);
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (&h[i] == ce) {
-                continue;
-            }
-
-            copy = ngx_list_push(list);
-            if (copy == NULL) {
-                return NULL;
-            }
-
-            *copy = h[i];
-        }
-    }
-
-    return list;
 }
 
 
@@ -918,6 +878,28 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 }
 
 
+/*
+ * analytics.js posts its own delivery metrics to .../m: they are about
+ * the client, not the user, so they are counted and forwarded nowhere
+ */
+
+static ngx_int_t
+ngx_http_consent_telemetry(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    static ngx_str_t  ok = ngx_string("{\"success\":true}");
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_consent_status_telemetry(r);
+
+    return ngx_http_consent_send(r, NGX_HTTP_OK, ok.data, ok.len);
+}
+
+
 /* a refusal before the body is read: discard it, keep the connection */
 
 static ngx_int_t
@@ -1022,44 +1004,6 @@ ngx_http_consent_add_header(ngx_http_request_t *r, const char *key,
 #endif
 
     return NGX_OK;
-}
-
-
-/*
- * The next request header called name (any case) after *prev, or the
- * first one when *prev is NULL: repeated headers are walked in order.
- */
-ngx_table_elt_t *
-ngx_http_consent_header_next(ngx_http_request_t *r, const char *name,
-    size_t len, ngx_http_consent_header_cursor_t *c)
-{
-    ngx_table_elt_t  *h;
-
-    if (c->part == NULL) {
-        c->part = &r->headers_in.headers.part;
-        c->i = 0;
-    }
-
-    for ( ;; ) {
-
-        if (c->i >= c->part->nelts) {
-            if (c->part->next == NULL) {
-                return NULL;
-            }
-
-            c->part = c->part->next;
-            c->i = 0;
-            continue;
-        }
-
-        h = (ngx_table_elt_t *) c->part->elts + c->i++;
-
-        if (h->key.len == len
-            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
-        {
-            return h;
-        }
-    }
 }
 
 

@@ -535,6 +535,8 @@ ngx_http_consent_destination(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     dest->name = value[1];
     dest->uri = value[2];
     dest->enforce = 1;
+    dest->pass = NULL;
+    dest->drop = 0;
     dest->file = cf->conf_file->file.name.data;
     dest->line = cf->conf_file->line;
 
@@ -562,6 +564,18 @@ ngx_http_consent_destination(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                    "invalid parameter \"%V\", expected "
                                    "\"enforce=on\" or \"enforce=off\"",
                                    &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "pass_header=", 12) == 0
+            || ngx_strncmp(value[i].data, "drop_header=", 12) == 0)
+        {
+            if (ngx_http_consent_headers_param(cf, dest, &value[i])
+                != NGX_CONF_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 

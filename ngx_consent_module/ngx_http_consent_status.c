@@ -59,6 +59,7 @@ typedef struct {
 typedef struct {
     ngx_atomic_t                     requests[NGX_HTTP_CONSENT_STATUS_NSTATUS];
     ngx_atomic_t                     lua_errors;
+    ngx_atomic_t                     telemetry;     /* /v1/m, not routed */
     ngx_atomic_t                     ncodes;        /* published last */
     ngx_http_consent_status_code_t   codes[NGX_HTTP_CONSENT_STATUS_NCODES];
     ngx_http_consent_status_slot_t  *slots;
@@ -618,6 +619,19 @@ ngx_http_consent_status_lua_error(ngx_http_request_t *r)
 }
 
 
+void
+ngx_http_consent_status_telemetry(ngx_http_request_t *r)
+{
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+
+    if (cmcf->status != NULL && cmcf->status->sh != NULL) {
+        (void) ngx_atomic_fetch_add(&cmcf->status->sh->telemetry, 1);
+    }
+}
+
+
 /* counting */
 
 /* the status as $status shows it */
@@ -1074,6 +1088,11 @@ ngx_http_consent_status_text(u_char *p, ngx_http_consent_status_conf_t *scf,
                        "closed.");
     p = ngx_sprintf(p, "ngx_consent_lua_errors_total %uA\n", sh->lua_errors);
 
+    p = ngx_http_consent_status_help(p, "ngx_consent_telemetry_total",
+            "counter", "Client telemetry posts (/v1/m), answered and "
+                       "forwarded nowhere.");
+    p = ngx_sprintf(p, "ngx_consent_telemetry_total %uA\n", sh->telemetry);
+
     p = ngx_http_consent_status_help(p,
             "ngx_consent_destination_latency_seconds", "histogram",
             "Destination subrequest time, from creation to completion.");
@@ -1171,8 +1190,9 @@ ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
         p = ngx_sprintf(p, ":%uA", sh->codes[i].count);
     }
 
-    p = ngx_sprintf(p, "},\"lua_errors_total\":%uA,"
-                       "\"destination_latency_seconds\":{", sh->lua_errors);
+    p = ngx_sprintf(p, "},\"lua_errors_total\":%uA,\"telemetry_total\":%uA,"
+                       "\"destination_latency_seconds\":{",
+                    sh->lua_errors, sh->telemetry);
 
     for (i = 0; i < scf->names.nelts; i++) {
         slot = n[i].slot;

@@ -196,4 +196,32 @@ passes('50 destinations in one location', $fifty);
     like($out, qr/50/, '51 destinations: names the limit');
 }
 
+# the headers destinations get: pass_header= / drop_header=
+passes('pass_header and drop_header',
+       "    consent_destination a /_dest/a pass_header=Cookie "
+       . "pass_header=X-Request-Id drop_header=Authorization "
+       . "drop_header=x-real-ip;\n");
+
+for my $c (
+    ['pass_header of a hop-by-hop header', 'pass_header=Connection',
+     qr/hop-by-hop or framing header is never passed/],
+    ['pass_header of Proxy-Authorization', 'pass_header=Proxy-Authorization',
+     qr/never passed/],
+    ['pass_header of Content-Length', 'pass_header=content-length',
+     qr/never passed/],
+    ['pass_header of a default header', 'pass_header=User-Agent',
+     qr/destinations get it by default/],
+    ['drop_header of a header not forwarded', 'drop_header=Cookie',
+     qr/destinations do not get it unless passed/],
+    ['pass_header with an empty name', 'pass_header=',
+     qr/invalid header name/],
+    ['pass_header with a bad character', 'pass_header=X:Y',
+     qr/invalid header name/],
+)
+{
+    my ($desc, $param, $what) = @$c;
+    fails_at($desc, "    consent_destination a /_dest/a $param;\n",
+             qr/consent_destination a/, [qr/\Q$param\E/, $what]);
+}
+
 done_testing;

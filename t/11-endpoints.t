@@ -1,5 +1,7 @@
 # Methods and endpoints: only POST (and OPTIONS), the type comes from the
-# last path segment, other paths answer 404 unknown_endpoint.
+# last path segment (the stock clients' one-letter forms included), other
+# paths answer 404 unknown_endpoint; /v1/m (analytics.js telemetry) is
+# answered and forwarded nowhere.
 
 use strict;
 use warnings;
@@ -17,6 +19,9 @@ my $t = ConsentTest->new(
         }
         location = /exact/track {
             consent_ingest;
+        }
+        location = /status {
+            consent_status;
         }
 EOF
 );
@@ -39,7 +44,8 @@ for my $m (qw(GET PUT DELETE PATCH)) {
 }
 
 for my $path ('/v1/nope', '/v1/', '/v1/tracks', '/v1/Track',
-              '/v1/track/extra', '/v1/batch/x')
+              '/v1/track/extra', '/v1/batch/x', '/v1/x', '/v1/T', '/v1/tt',
+              '/v1/t/x', '/v1/telemetry')
 {
     $t->refused_ok("POST $path", $path, $EV, 404, 'unknown_endpoint');
 }
@@ -58,6 +64,64 @@ for my $path ('/v1/nope', '/v1/', '/v1/tracks', '/v1/Track',
     ConsentTest::accepted_ok($t->post('/exact/track', $EV), 'exact location');
     is_deeply([map { $_->{type} } $t->received_events('webhook')], ['track'],
               'exact location: track');
+}
+
+# analytics.js's and the mobile SDKs' short paths are the same endpoints:
+# [path, body, type forwarded]
+my @SHORT = (
+    ['/v1/t', '{"userId":"u1","event":"E","type":"track"}', 'track'],
+    ['/v1/p', '{"userId":"u1","name":"Home","type":"page"}', 'page'],
+    ['/v1/i', '{"userId":"u1","traits":{},"type":"identify"}', 'identify'],
+    ['/v1/g', '{"userId":"u1","groupId":"g1","type":"group"}', 'group'],
+    ['/v1/a', '{"userId":"u1","previousId":"u0","type":"alias"}', 'alias'],
+    ['/v1/s', '{"userId":"u1","name":"Main","type":"screen"}', 'screen'],
+    ['/v1/t', '{"userId":"u1","event":"no type"}', 'track'],
+    ['/source/a/v1/p', '{"userId":"u1","name":"Home"}', 'page'],
+);
+
+for my $c (@SHORT) {
+    my ($path, $body, $type) = @$c;
+    $t->clear;
+    ConsentTest::accepted_ok($t->post($path, $body,
+                                      { 'Content-Type' => 'text/plain' }),
+                             "POST $path");
+    is_deeply([map { $_->{type} } $t->received_events('webhook')], [$type],
+              "POST $path: forwarded as $type");
+}
+
+# the short path's type is checked like the long one's
+$t->refused_ok('type contradicting a short path', '/v1/t',
+               '{"userId":"u1","type":"page","name":"x"}', 400,
+               'invalid_type');
+
+{
+    $t->clear;
+    my $res = $t->post('/v1/b', '{"batch":[{"type":"track","userId":"u1",'
+                       . '"event":"A"},{"type":"page","userId":"u1"}],'
+                       . '"sentAt":"2026-12-06T00:00:00.000Z"}');
+    ConsentTest::accepted_ok($res, 'POST /v1/b');
+    is_deeply([map { $_->{type} } $t->received_events('webhook')],
+              ['track', 'page'], 'POST /v1/b: the batch forwarded');
+    $t->refused_ok('empty batch on /v1/b', '/v1/b', '{"batch":[]}', 400,
+                   'empty_batch');
+}
+
+# telemetry: answered 200, forwarded nowhere, counted; a malformed body
+# is no business of ours either
+for my $body ('{"series":[{"type":"Counter","metric":"analytics_js.invoke'
+              . '.track","value":1,"tags":{}}]}', 'not json', '') {
+    $t->clear;
+    my $before = $t->metrics->{ngx_consent_telemetry_total};
+    my $res = $t->post('/v1/m', $body, { 'Content-Type' => 'text/plain' });
+    ConsentTest::accepted_ok($res, "telemetry '" . substr($body, 0, 8) . "'");
+    $t->nothing_received('telemetry: nothing forwarded');
+    is($t->metrics->{ngx_consent_telemetry_total}, $before + 1,
+       'telemetry: counted');
+}
+
+{
+    my $res = $t->request('GET', '/v1/m');
+    ConsentTest::reply_is($res, 405, 'method_not_allowed', undef, 'GET /v1/m');
 }
 
 # the query string is not part of the endpoint

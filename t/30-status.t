@@ -99,6 +99,7 @@ my %exp = (
                   qw(amplitude facebook webhook broken) },
     rejected => {},
     lua      => 0,
+    telemetry => 0,
     latency  => { map { $_ => 0 } qw(amplitude facebook webhook broken) },
 );
 
@@ -134,6 +135,7 @@ sub counters_ok {
         }
     }
     $want{ngx_consent_lua_errors_total} = $exp{lua};
+    $want{ngx_consent_telemetry_total} = $exp{telemetry};
 
     # codes not expected are listed with 0
     my %rej;
@@ -157,9 +159,11 @@ sub counters_ok {
                   $d => { map { $OUT[$_] => $exp{events}{$d}[$_] } 0 .. 3 } }
                 keys %{ $exp{events} } },
         lua_errors_total => $exp{lua},
+        telemetry_total  => $exp{telemetry},
     );
     my %jgot = map { $_ => $j->{$_} }
-                   qw(requests_total events_total lua_errors_total);
+                   qw(requests_total events_total lua_errors_total
+                      telemetry_total);
     $ok &&= is_deeply(\%jgot, \%jwant, "$desc: JSON counters exact");
     my %jrej = map { $_ => $j->{rejected_total}{$_} }
                    grep { $j->{rejected_total}{$_} }
@@ -274,6 +278,10 @@ my @SEQ = (
      qq({"userId":"u1","event":"h",$NO_BROKEN}),
      200, '1 1 0 -',
      { amplitude => 'C', facebook => 'C', webhook => 'D', broken => 'I' }],
+    ['client telemetry', 'POST', '/v1/m',
+     '{"series":[{"type":"Counter","metric":"analytics_js.invoke.track",'
+     . '"value":1,"tags":{}}]}',
+     200, '0 0 0 -', {}],
 );
 
 counters_ok('before any request');
@@ -291,6 +299,7 @@ for my $i (0 .. $#SEQ) {
     $exp{rejected}{$_}++ for @{ $rej // [] };
 }
 $exp{lua}++;
+$exp{telemetry}++;
 
 counters_ok('after the sequence');
 
@@ -316,7 +325,8 @@ counters_ok('scraped again');
     is($r->{headers}{'content-type'}, $PROM_CT, 'text: Content-Type');
     my (undef, $help, $type) = parse_prom($r->{content});
     for my $n (qw(ngx_consent_requests_total ngx_consent_events_total
-                  ngx_consent_rejected_total ngx_consent_lua_errors_total))
+                  ngx_consent_rejected_total ngx_consent_lua_errors_total
+                  ngx_consent_telemetry_total))
     {
         ok($help->{$n}, "HELP $n");
         is($type->{$n}, 'counter', "TYPE $n counter");
@@ -474,6 +484,7 @@ reload('zone resized');
 $exp{requests} = {};
 $exp{rejected} = {};
 $exp{lua} = 0;
+$exp{telemetry} = 0;
 $_ = [0, 0, 0, 0] for values %{ $exp{events} };
 $_ = 0 for values %{ $exp{latency} };
 counters_ok('a resized zone starts over');

@@ -871,9 +871,27 @@ test_endpoint(void)
     EP("", CONSENT_EP_NONE);
     EP("/track/v1", CONSENT_EP_NONE);
 
+    /* the stock clients' short paths (analytics.js, the mobile SDKs) */
+    EP("/v1/t", CONSENT_EP_TRACK);
+    EP("/v1/i", CONSENT_EP_IDENTIFY);
+    EP("/v1/p", CONSENT_EP_PAGE);
+    EP("/v1/s", CONSENT_EP_SCREEN);
+    EP("/v1/g", CONSENT_EP_GROUP);
+    EP("/v1/a", CONSENT_EP_ALIAS);
+    EP("/v1/b", CONSENT_EP_BATCH);
+    EP("/v1/b/", CONSENT_EP_BATCH);
+    EP("/v1/m", CONSENT_EP_TELEMETRY);
+    EP("/v1/x", CONSENT_EP_NONE);
+    EP("/v1/T", CONSENT_EP_NONE);
+    EP("/v1/tt", CONSENT_EP_NONE);
+    EP("/v1/telemetry", CONSENT_EP_NONE);
+    EP("/t/v1", CONSENT_EP_NONE);
+
     CHECK(strcmp(consent_type_name(CONSENT_EP_TRACK), "track") == 0, "track");
     CHECK(strcmp(consent_type_name(CONSENT_EP_ALIAS), "alias") == 0, "alias");
     CHECK(strcmp(consent_type_name(CONSENT_EP_BATCH), "batch") == 0, "batch");
+    CHECK(strcmp(consent_type_name(CONSENT_EP_TELEMETRY), "telemetry") == 0,
+          "telemetry");
 }
 
 
