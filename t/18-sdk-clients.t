@@ -362,6 +362,32 @@ for my $sdk (@SDKS) {
     }
 }
 
+# The largest batch a mobile SDK uploads: StorageImpl.kt (and swift's
+# DirectoryStore) closes a file once it has passed MAX_FILE_SIZE 475000
+# bytes, so a file under it takes one more event of up to
+# MAX_PAYLOAD_SIZE 32000: about 507 KB, within the default
+# consent_max_body_size 500k (512000 bytes).
+{
+    my ($kotlin) = grep { $_->{name} eq 'analytics-kotlin' } @SDKS;
+    my $pad = 'x' x 31500;
+    my @ev;
+    my $size = length '{"batch":[';
+    while ($size <= 475000) {
+        my $i = @ev;
+        push @ev, qq({"properties":{"pad":"$pad"},"event":"big $i",)
+                . qq("type":"track","messageId":"big-$i",)
+                . qq("anonymousId":"a","userId":""});
+        $size += length($ev[-1]) + 1;
+    }
+    my $body = $kotlin->{body}->(\@ev);
+    $t->clear;
+    my $res = $t->raw_request(sdk_request($t, $kotlin, $body));
+    ConsentTest::accepted_ok($res, 'largest mobile batch ('
+                             . length($body) . ' bytes inflated)');
+    is(scalar(my @got = $t->received_events('webhook')), scalar @ev,
+       'largest mobile batch: every event forwarded');
+}
+
 $t->stop;
 
 # The replies that drive the SDKs' retry logic.  A destination that
