@@ -1,7 +1,9 @@
 # Segment's mobile and server SDKs, unchanged, against the gateway: each
 # row posts exactly the request its SDK's HTTP code builds (path, method,
-# headers, gzip and chunking, body bytes and field order), with events in
-# the SDK's own serialisation, some carrying consent and some not.  Per
+# headers, gzip and chunking, body bytes and envelope), with events in
+# the SDK's own serialisation (its separators, escapes, members and their
+# order as its event classes declare them), some carrying consent and
+# some not.  Per
 # destination: exactly the events the routing rule (SPEC section 4)
 # allows, in order, byte-for-byte, with the batch's sentAt and writeKey,
 # and the destination header set; the reply the SDK reads.  Then the
@@ -75,25 +77,23 @@ sub integrations {
     return $sc->{off} ? qq({"$sc->{off}"$ser->[0]false}) : '{}';
 }
 
-# type-specific members (the SDK's own names)
+# type-specific members (the SDK's own names); a mobile SDK has screen
+# where the others have page; swift's JSONEncoder writes "/" as "\/"
 sub kind_members {
-    my ($sc, $ser, $mobile) = @_;
+    my ($sc, $ser, $sdk) = @_;
     my ($colon, $comma) = @$ser;
     my $k = $sc->{kind};
+    my $url = $sdk->{slash} ? 'https:\\/\\/shop.example\\/c'
+                            : 'https://shop.example/c';
     return (['type', '"track"'], ['event', qq("Order $sc->{id}")],
-            ['properties', qq({"url"$colon"https:\\/\\/shop.example\\/c"})])
-        if $k eq 'track' && $mobile;
-    return (['type', '"track"'], ['event', qq("Order $sc->{id}")],
-            ['properties', qq({"total"${colon}9.5})])
+            ['properties', qq({"url"$colon"$url"$comma"total"${colon}9.5})])
         if $k eq 'track';
     return (['type', '"track"'],
             ['event', '"Segment Consent Preference Updated"'],
             ['properties', '{}'])
         if $k eq 'pref';
-    return $mobile ? (['type', '"screen"'], ['name', '"Home"'],
-                      ['properties', '{}'])
-                   : (['type', '"page"'], ['name', '"Home"'],
-                      ['properties', '{}'])
+    return (['type', $sdk->{mobile} ? '"screen"' : '"page"'],
+            ['name', '"Home"'], ['properties', '{}'])
         if $k eq 'view';
     return (['type', '"identify"'], ['traits', qq({"plan"$colon"pro"})])
         if $k eq 'identify';
@@ -127,7 +127,7 @@ my @SDKS = (
             'Connection: keep-alive',
         ],
         ua => 'analytics-ios/1.9.4',
-        mobile => 1,
+        mobile => 1, slash => 1,
         ser => [':', ','],
         event => sub {
             my ($sc, $ser, @kind) = @_;
@@ -162,8 +162,8 @@ my @SDKS = (
         # StorageImpl.kt begin {"batch":[, events joined by ",", end
         # ],"sentAt":..,"writeKey":..}.  Events: kotlinx.serialization of
         # Events.kt (TrackEvent: properties, event, type, messageId,
-        # anonymousId, integrations, context, userId "" when anonymous,
-        # _metadata, timestamp).
+        # anonymousId, integrations, context, userId, _metadata,
+        # timestamp).
         name => 'analytics-kotlin',
         path => '/v1/b',
         headers => [
@@ -179,7 +179,21 @@ my @SDKS = (
         ser => [':', ','],
         event => sub {
             my ($sc, $ser, $type, @kind) = @_;
-            return object($ser, @kind, $type,
+            # the event class's constructor members come first:
+            # TrackEvent(properties, event), ScreenEvent(name, category,
+            # properties), IdentifyEvent(userId, traits), GroupEvent(
+            # groupId, traits), AliasEvent(userId, previousId); userId is
+            # "" when anonymous (identify and alias always have one)
+            my %k = map { $_->[0] => $_ } @kind;
+            my $t = $type->[1];
+            my $uid = ['userId', '"u-kotlin"'];
+            my @front = $t eq '"track"' ? @k{qw(properties event)}
+                      : $t eq '"screen"' ? ($k{name}, ['category', '""'],
+                                            $k{properties})
+                      : $t eq '"identify"' ? ($uid, $k{traits})
+                      : $t eq '"group"' ? @k{qw(groupId traits)}
+                      : ($uid, $k{previousId});
+            return object($ser, @front, $type,
                 ['messageId', qq("kotlin-$sc->{id}")],
                 ['anonymousId', '"9b1deb4d-3b7d"'],
                 ['integrations', integrations($sc, $ser)],
@@ -187,7 +201,7 @@ my @SDKS = (
                     ['library', '{"name":"analytics-kotlin","version":'
                                 . '"1.24.1"}'],
                     consent_member($sc, $ser))],
-                ['userId', '""'],
+                ($t =~ /identify|alias/ ? () : ['userId', '""']),
                 ['_metadata', '{"bundled":[],"unbundled":[],'
                               . '"bundledIds":[]}'],
                 ['timestamp', qq("$TS")]);
@@ -226,9 +240,12 @@ my @SDKS = (
         ser => [':', ','],
         event => sub {
             my ($sc, $ser, $type, @kind) = @_;
+            # track() spreads event before type (core events/index.ts)
+            my @members = $kind[0][0] eq 'event'
+                        ? (shift @kind, $type, @kind) : ($type, @kind);
             return object($ser, ['timestamp', qq("$TS")],
                 ['integrations', integrations($sc, $ser)],
-                $type, @kind,
+                @members,
                 ['context', object($ser, consent_member($sc, $ser),
                     ['library', '{"name":"@segment/analytics-node",'
                                 . '"version":"3.1.0"}'])],
@@ -318,7 +335,7 @@ sub sdk_events {
     my ($sdk) = @_;
     my @ev;
     for my $sc (@SCENARIOS) {
-        my @kind = kind_members($sc, $sdk->{ser}, $sdk->{mobile});
+        my @kind = kind_members($sc, $sdk->{ser}, $sdk);
         push @ev, [$sdk->{event}->($sc, $sdk->{ser}, @kind), $sc];
     }
     return @ev;
