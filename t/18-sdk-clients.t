@@ -3,12 +3,12 @@
 # headers, gzip and chunking, body bytes and envelope), with events in
 # the SDK's own serialisation (its separators, escapes, members and their
 # order as its event classes declare them), some carrying consent and
-# some not.  Per
-# destination: exactly the events the routing rule (SPEC section 4)
-# allows, in order, byte-for-byte, with the batch's sentAt and writeKey,
-# and the destination header set; the reply the SDK reads.  Then the
-# replies that drive each SDK's retry logic (502 on a failed destination,
-# 400 when every event is rejected).  docs/clients.md has the findings.
+# some not.  Per destination: exactly the events the routing rule (SPEC
+# section 4) allows, in order, byte-for-byte, with the batch's sentAt and
+# writeKey, and the destination header set; the reply the SDK reads.  Then
+# the replies that drive each SDK's retry logic (502 on a failed
+# destination, 400 when every event is rejected).  docs/clients.md has the
+# findings.
 #
 # Sources read (the request shapes below cite them by repository/path):
 #   segmentio/analytics-swift  Sources/Segment/Utilities/Networking/HTTPClient.swift
@@ -48,16 +48,16 @@ my @SCENARIOS = (
       off => 'webhook', to => [qw(amplitude facebook warehouse)] },
 );
 
-# {"categoryPreferences":{...}} in a serialiser's separators
+# The members of a categoryPreferences object, in a serialiser's
+# separators.
 sub prefs_json {
     my ($p, $colon, $comma) = @_;
     return join($comma, map { qq("$_"$colon) . ($p->{$_} ? 'true' : 'false') }
                             sort keys %$p);
 }
 
-# Builds one event: the SDK's members in its order.  $m = [[key, raw
-# JSON value], ...] without the consent and integrations, which come from
-# the scenario; $ser = [colon, comma] separators.
+# A JSON object of @m = ([key, raw JSON value], ...) in that order, with
+# the separators $ser = [colon, comma].
 sub object {
     my ($ser, @m) = @_;
     my ($colon, $comma) = @$ser;
