@@ -59,8 +59,21 @@ typedef struct {
 } ngx_http_consent_hook_t;
 
 
+typedef struct ngx_http_consent_loc_conf_s  ngx_http_consent_loc_conf_t;
+
+
+/* a consent_ingest location, for the nginx -t loop check */
+typedef struct {
+    ngx_http_core_srv_conf_t     *server;
+    ngx_http_consent_loc_conf_t  *conf;
+    u_char                       *file;
+    ngx_uint_t                    line;
+} ngx_http_consent_ingest_t;
+
+
 typedef struct {
     ngx_array_t                 hooks;          /* ngx_http_consent_hook_t */
+    ngx_array_t                 ingests;        /* ngx_http_consent_ingest_t */
     ngx_str_t                   lua_path;
     ngx_uint_t                  max_instructions;
     size_t                      max_memory;
@@ -71,7 +84,7 @@ typedef struct {
 } ngx_http_consent_main_conf_t;
 
 
-typedef struct {
+struct ngx_http_consent_loc_conf_s {
     ngx_array_t                *categories;     /* NULL: inherited */
     ngx_array_t                *dests;          /* NULL: inherited */
 
@@ -87,7 +100,7 @@ typedef struct {
     ngx_uint_t                  delivery;       /* NGX_HTTP_CONSENT_WAIT */
 
     consent_policy_t            policy;         /* built at merge time */
-} ngx_http_consent_loc_conf_t;
+};
 
 
 /* one destination's delivery within a request */
@@ -112,6 +125,7 @@ typedef struct {
     ngx_uint_t                  ndeliveries;
     ngx_uint_t                  pending;
     ngx_str_t                  *reasons;        /* lua_rejected, per event */
+    ngx_str_t                   page;           /* JSON for nginx's error */
     int                         lua_req;        /* registry ref of req */
     int                         lua_body;       /* registry ref of body */
     const char                 *error;          /* request-level code */
@@ -120,7 +134,18 @@ typedef struct {
     unsigned                    replied:1;
     unsigned                    internal_error:1;
     unsigned                    counted:1;      /* in the status zone */
+    unsigned                    json:1;         /* the reply is ours */
 } ngx_http_consent_ctx_t;
+
+
+/* what a step tells the client when the request cannot go on */
+typedef struct {
+    ngx_uint_t                  status;
+    const char                 *code;
+    ngx_str_t                   message;
+} ngx_http_consent_refusal_t;
+
+#define NGX_HTTP_CONSENT_MESSAGE_LEN  256
 
 
 /* a position in the request headers, for repeated ones */
@@ -135,6 +160,39 @@ extern ngx_module_t  ngx_http_consent_module;
 
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
 
+ngx_int_t ngx_http_consent_body_encoding(ngx_http_request_t *r,
+    ngx_uint_t *gzip);
+ngx_int_t ngx_http_consent_body(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_refusal_t *rf);
+
+ngx_int_t ngx_http_consent_deliver(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
+ngx_int_t ngx_http_consent_delivery_init(ngx_conf_t *cf);
+
+ngx_int_t ngx_http_consent_reply(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
+ngx_int_t ngx_http_consent_telemetry(ngx_http_request_t *r);
+ngx_int_t ngx_http_consent_preflight(ngx_http_request_t *r);
+ngx_int_t ngx_http_consent_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *message);
+ngx_int_t ngx_http_consent_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *message);
+ngx_int_t ngx_http_consent_refusal(ngx_http_request_t *r,
+    ngx_http_consent_refusal_t *rf, ngx_uint_t status, const char *code,
+    const char *fmt, ...);
+ngx_int_t ngx_http_consent_refused(ngx_http_request_t *r,
+    ngx_http_consent_refusal_t *rf);
+u_char *ngx_http_consent_json_str(u_char *p, const u_char *s, size_t len);
+ngx_int_t ngx_http_consent_reply_init(ngx_conf_t *cf);
+
+void *ngx_http_consent_palloc(void *pool, size_t size);
+
+ngx_int_t ngx_http_consent_loop_add(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_loc_conf_t *lcf);
+ngx_int_t ngx_http_consent_loop_check(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
+ngx_uint_t ngx_http_consent_loop(ngx_http_request_t *r);
+
 char *ngx_http_consent_headers_param(ngx_conf_t *cf,
     ngx_http_consent_dest_conf_t *dest, ngx_str_t *param);
 ngx_list_t *ngx_http_consent_headers(ngx_http_request_t *r,
@@ -142,7 +200,6 @@ ngx_list_t *ngx_http_consent_headers(ngx_http_request_t *r,
 ngx_uint_t ngx_http_consent_token_char(u_char c);
 ngx_table_elt_t *ngx_http_consent_header_next(ngx_http_request_t *r,
     const char *name, size_t len, ngx_http_consent_header_cursor_t *c);
-ngx_int_t ngx_http_consent_filter_init(ngx_conf_t *cf);
 
 char *ngx_http_consent_lua_hook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

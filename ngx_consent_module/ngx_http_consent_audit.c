@@ -907,13 +907,6 @@ failed:
 }
 
 
-static void *
-ngx_http_consent_audit_alloc(void *pool, size_t size)
-{
-    return ngx_palloc(pool, size);
-}
-
-
 /* NULL with *err set: not a state file; NULL alone: no memory */
 
 static ngx_array_t *
@@ -932,7 +925,7 @@ ngx_http_consent_audit_parse(ngx_pool_t *pool, ngx_str_t *text,
 
     base = text->data;
 
-    if (consent_json_scan(&js, base, text->len, ngx_http_consent_audit_alloc,
+    if (consent_json_scan(&js, base, text->len, ngx_http_consent_palloc,
                           pool)
         != 0)
     {

@@ -199,11 +199,19 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_consent_loop_check(cf, cmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_consent_status_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_consent_filter_init(cf);
+    if (ngx_http_consent_reply_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_consent_delivery_init(cf);
 }
 
 
@@ -611,6 +619,10 @@ ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
     cmcf->ingest = 1;
 
+    if (ngx_http_consent_loop_add(cf, cmcf, clcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     core = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     core->handler = ngx_http_consent_handler;
 
@@ -756,13 +768,6 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-static void *
-ngx_http_consent_conf_alloc(void *pool, size_t size)
-{
-    return ngx_palloc(pool, size);
-}
-
-
 /* resolves category names to bits of the enabled categories */
 
 static ngx_int_t
@@ -864,7 +869,7 @@ ngx_http_consent_build_policy(ngx_conf_t *cf,
     conf->policy.max_event_size = conf->max_event_size;
     conf->policy.max_events = conf->max_events;
 
-    if (consent_policy_prepare(&conf->policy, ngx_http_consent_conf_alloc,
+    if (consent_policy_prepare(&conf->policy, ngx_http_consent_palloc,
                                cf->pool)
         != 0)
     {

@@ -76,6 +76,15 @@ ngx_http_consent_scratch_tape(void *data, size_t size)
 }
 
 
+/* the core's allocator over a pool (a request's or a cycle's) */
+
+void *
+ngx_http_consent_palloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
+
+
 /* room for n slices, valid until the next call */
 
 consent_slice_t *

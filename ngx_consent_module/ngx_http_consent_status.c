@@ -1016,17 +1016,6 @@ ngx_http_consent_status_label(u_char *p, u_char *s, size_t len)
 }
 
 
-static u_char *
-ngx_http_consent_status_json_str(u_char *p, u_char *s, size_t len)
-{
-    *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, s, len);
-    *p++ = '"';
-
-    return p;
-}
-
-
 #define ngx_http_consent_status_help(p, name, type, help)                    \
     ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n",    \
                sizeof("# HELP " name " " help "\n# TYPE " name " " type "\n") \
@@ -1165,7 +1154,7 @@ ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
             *p++ = ',';
         }
 
-        p = ngx_http_consent_status_json_str(p, n[i].name.data,
+        p = ngx_http_consent_json_str(p, n[i].name.data,
                                              n[i].name.len);
         *p++ = ':';
 
@@ -1185,7 +1174,7 @@ ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
             *p++ = ',';
         }
 
-        p = ngx_http_consent_status_json_str(p, sh->codes[i].name,
+        p = ngx_http_consent_json_str(p, sh->codes[i].name,
                                              sh->codes[i].len);
         p = ngx_sprintf(p, ":%uA", sh->codes[i].count);
     }
@@ -1202,7 +1191,7 @@ ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
             *p++ = ',';
         }
 
-        p = ngx_http_consent_status_json_str(p, n[i].name.data,
+        p = ngx_http_consent_json_str(p, n[i].name.data,
                                              n[i].name.len);
         p = ngx_cpymem(p, ":{\"buckets\":{", 13);
 

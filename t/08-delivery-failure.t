@@ -42,6 +42,11 @@ EOF
 
 my @BAD = qw(broken closing hanging missing partial refused unbuffered);
 
+# the status each failure is logged with (a timeout is 504 Gateway
+# Timeout, as in background mode and nginx's own access log)
+my %STATUS = (broken => 500, missing => 404, refused => 502, closing => 502,
+              partial => 502, unbuffered => 502, hanging => 504);
+
 my %before;
 
 sub snapshot {
@@ -70,8 +75,10 @@ sub failed_ok {
         my $n = $f{$d} ? 1 : 0;
         is($t->dest_events($d, 'failed') - $before{$d}[0], $n,
            "$desc: $d failed events counted +$n");
-        is(scalar(my @l = $t->failed_lines($d)) - $before{$d}[1], $n,
-           "$desc: $d error log lines +$n");
+        my @l = $t->failed_lines($d);
+        is(scalar(@l) - $before{$d}[1], $n, "$desc: $d error log lines +$n");
+        like($l[-1], qr/failed with status $STATUS{$d},/,
+             "$desc: $d logged with status $STATUS{$d}") if $n;
     }
 }
 
