@@ -29,6 +29,10 @@ package ConsentTest;
 #
 # Placeholders in snippets: %%PORT_NAME%%, %%PREFIX%%, %%NGINX_PORT%%.
 #
+# Ports: nginx, the sinks and closed destinations get ports of a fixed
+# range outside the ephemeral one, each locked for the instance's life
+# (see "ports" below); reserve_port() gives a test one of its own.
+#
 # Environment (make test-memcheck sets the last three):
 #   TEST_NGINX_BINARY    nginx binary (default /usr/sbin/nginx)
 #   CONSENT_TEST_KEEP    keep the temporary prefixes, print their paths
