@@ -91,6 +91,7 @@ typedef struct {
     size_t                 ndests;
     size_t                 max_event_size;
     size_t                 max_events;
+    int                    default_deny;    /* no consent: as if {} */
 
     /* filled by consent_policy_prepare() */
     uint16_t              *cat_index;

@@ -579,13 +579,18 @@ route_event(const route_t *r, const fields_t *f, const uint64_t *hook,
     int                      carries;
 
     src = consent_source(r, f);
-    carries = (src != NULL || hook != NULL);
+
+    /* consent_default deny: no consent counts as nothing consented */
+    carries = (src != NULL || hook != NULL || p->default_deny);
 
     if (hook != NULL) {
         memcpy(consented, hook, r->nwords * sizeof(uint64_t));
 
     } else if (src != NULL) {
         read_prefs(r, prefs_token(src), consented);
+
+    } else {
+        memset(consented, 0, sizeof(consented));
     }
 
     all = INTEG_ABSENT;

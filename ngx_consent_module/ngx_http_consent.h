@@ -21,6 +21,9 @@
 #define NGX_HTTP_CONSENT_WAIT        0
 #define NGX_HTTP_CONSENT_BACKGROUND  1
 
+#define NGX_HTTP_CONSENT_ALLOW       0
+#define NGX_HTTP_CONSENT_DENY        1
+
 
 typedef struct {
     ngx_str_t                   id;
@@ -98,6 +101,7 @@ struct ngx_http_consent_loc_conf_s {
 
     ngx_uint_t                  hook;           /* index + 1, 0: none */
     ngx_uint_t                  delivery;       /* NGX_HTTP_CONSENT_WAIT */
+    ngx_uint_t                  default_consent;  /* consent_default */
 
     consent_policy_t            policy;         /* built at merge time */
 };

@@ -839,7 +839,8 @@ ngx_http_consent_audit_read(ngx_cycle_t *cycle, ngx_str_t *name,
     ngx_err_t         err;
     ngx_file_info_t   fi;
 
-    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(name->data, NGX_FILE_RDONLY|O_NOFOLLOW, NGX_FILE_OPEN,
+                       0);
 
     if (fd == NGX_INVALID_FILE) {
         err = ngx_errno;
@@ -1344,8 +1345,24 @@ ngx_http_consent_audit_write(ngx_cycle_t *cycle, ngx_str_t *name,
 
     file = tmp ? tmp : name;
 
-    fd = ngx_open_file(file->data, (tmp ? NGX_FILE_WRONLY : NGX_FILE_APPEND),
-                       (tmp ? NGX_FILE_TRUNCATE : NGX_FILE_CREATE_OR_OPEN),
+    /*
+     * the master runs as root: a ".state.tmp" planted as a symlink must
+     * not make it write through the link, so the temporary file is
+     * always a new one (the link itself is removed, never followed)
+     */
+    if (tmp && ngx_delete_file(tmp->data) == NGX_FILE_ERROR
+        && ngx_errno != NGX_ENOENT)
+    {
+        ngx_log_error(NGX_LOG_CRIT, cycle->log, ngx_errno,
+                      "consent audit: " ngx_delete_file_n " \"%V\" failed",
+                      tmp);
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(file->data,
+                       (tmp ? NGX_FILE_WRONLY|O_NOFOLLOW : NGX_FILE_APPEND),
+                       (tmp ? NGX_FILE_CREATE_OR_OPEN|O_EXCL
+                            : NGX_FILE_CREATE_OR_OPEN),
                        NGX_FILE_DEFAULT_ACCESS);
 
     if (fd == NGX_INVALID_FILE) {

@@ -23,7 +23,7 @@ static char *ngx_http_consent_ingest(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_cors_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_consent_delivery(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_consent_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_malloc_trim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -37,6 +37,21 @@ static char *ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_consent_build_policy(ngx_conf_t *cf,
     ngx_http_consent_loc_conf_t *clcf);
+
+
+static ngx_conf_enum_t  ngx_http_consent_delivery_modes[] = {
+    { ngx_string("wait"), NGX_HTTP_CONSENT_WAIT },
+    { ngx_string("background"), NGX_HTTP_CONSENT_BACKGROUND },
+    { ngx_null_string, 0 }
+};
+
+
+/* what an event without consent (and without a profile) gets */
+static ngx_conf_enum_t  ngx_http_consent_defaults[] = {
+    { ngx_string("allow"), NGX_HTTP_CONSENT_ALLOW },
+    { ngx_string("deny"), NGX_HTTP_CONSENT_DENY },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_consent_commands[] = {
@@ -85,10 +100,17 @@ static ngx_command_t  ngx_http_consent_commands[] = {
 
     { ngx_string("consent_delivery"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_consent_delivery,
+      ngx_http_consent_conf_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_consent_loc_conf_t, delivery),
+      &ngx_http_consent_delivery_modes },
+
+    { ngx_string("consent_default"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_consent_conf_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_consent_loc_conf_t, default_consent),
+      &ngx_http_consent_defaults },
 
     { ngx_string("consent_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -252,35 +274,47 @@ ngx_http_consent_malloc_trim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* consent_delivery wait | background; */
+/* a one-of directive whose nginx -t error names the valid values */
 
 static char *
-ngx_http_consent_delivery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_consent_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_consent_loc_conf_t *clcf = conf;
+    char  *p = conf;
 
-    ngx_str_t  *value;
+    u_char           buf[128], *b;
+    ngx_str_t       *value;
+    ngx_uint_t      *np, i;
+    ngx_conf_enum_t *e;
 
-    if (clcf->delivery != NGX_CONF_UNSET_UINT) {
+    np = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (ngx_strcmp(value[1].data, "wait") == 0) {
-        clcf->delivery = NGX_HTTP_CONSENT_WAIT;
-        return NGX_CONF_OK;
+    for (e = cmd->post; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcmp(e->name.data, value[1].data) == 0)
+        {
+            *np = e->value;
+            return NGX_CONF_OK;
+        }
     }
 
-    if (ngx_strcmp(value[1].data, "background") == 0) {
-        clcf->delivery = NGX_HTTP_CONSENT_BACKGROUND;
-        return NGX_CONF_OK;
+    b = buf;
+    e = cmd->post;
+
+    for (i = 0; e[i].name.len; i++) {
+        b = ngx_slprintf(b, buf + sizeof(buf), "%s\"%V\"",
+                         i == 0 ? "" : (e[i + 1].name.len ? ", " : " or "),
+                         &e[i].name);
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid value \"%V\" in \"%V\" directive, "
-                       "it must be \"wait\" or \"background\"",
-                       &value[1], &cmd->name);
+                       "it must be %*s", &value[1], &cmd->name, b - buf, buf);
 
     return NGX_CONF_ERROR;
 }
@@ -709,6 +743,7 @@ ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
     conf->max_events = NGX_CONF_UNSET_UINT;
     conf->cors = NGX_CONF_UNSET_UINT;
     conf->delivery = NGX_CONF_UNSET_UINT;
+    conf->default_consent = NGX_CONF_UNSET_UINT;
     conf->hook = NGX_CONF_UNSET_UINT;
 
     return conf;
@@ -741,6 +776,8 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->hook, prev->hook, 0);
     ngx_conf_merge_uint_value(conf->delivery, prev->delivery,
                               NGX_HTTP_CONSENT_WAIT);
+    ngx_conf_merge_uint_value(conf->default_consent, prev->default_consent,
+                              NGX_HTTP_CONSENT_ALLOW);
 
     if (conf->cors == NGX_CONF_UNSET_UINT) {
         conf->cors = (prev->cors == NGX_CONF_UNSET_UINT)
@@ -868,6 +905,8 @@ ngx_http_consent_build_policy(ngx_conf_t *cf,
     conf->policy.ndests = ndests;
     conf->policy.max_event_size = conf->max_event_size;
     conf->policy.max_events = conf->max_events;
+    conf->policy.default_deny = (conf->default_consent
+                                 == NGX_HTTP_CONSENT_DENY);
 
     if (consent_policy_prepare(&conf->policy, ngx_http_consent_palloc,
                                cf->pool)

@@ -119,6 +119,9 @@ static const char  *ngx_http_consent_status_glue_codes[] = {
     "no_valid_events",
     "invalid_gzip",
     "unsupported_encoding",
+    "invalid_body",
+    "body_timeout",
+    "bad_request",
     NULL
 };
 

@@ -297,6 +297,38 @@ lines_are('previous cycle without a state file', [
 ]);
 ok(-s $STATE, 'the state file is written again');
 
+# the master runs as root: a ".state.tmp" planted as a symlink to another
+# file (or a ".state" as one) is replaced, the file it points to untouched
+{
+    my $victim = "$DIR/victim";
+    open my $vf, '>', $victim or die "$victim: $!";
+    print {$vf} "precious\n";
+    close $vf;
+    unlink "$STATE.tmp";
+    ok(symlink($victim, "$STATE.tmp"), 'state.tmp made a symlink');
+    $t->reconfigure(http => $HTTP2);
+    ok($t->reload, 'reload with a symlinked state.tmp');
+    ok(scalar(new_lines('symlinked state.tmp')), 'symlinked state.tmp: '
+                                                 . 'the changes recorded');
+    is(read_file($victim), "precious\n",
+       'symlinked state.tmp: the file it pointed to is unchanged');
+    ok(!-l "$STATE.tmp" && !-e "$STATE.tmp",
+       'symlinked state.tmp: the link is gone');
+    ok(!-l $STATE && -s $STATE, 'symlinked state.tmp: the state written');
+
+    unlink $STATE;
+    ok(symlink($victim, $STATE), 'state made a symlink');
+    $t->reconfigure(http => $http3);
+    ok($t->reload, 'reload with a symlinked state');
+    ok(scalar(new_lines('symlinked state')), 'symlinked state: the changes '
+                                             . 'recorded');
+    is(read_file($victim), "precious\n",
+       'symlinked state: the file it pointed to is unchanged');
+    ok(!-l $STATE && -s $STATE, 'symlinked state: replaced by the state');
+    unlike($t->error_log, qr/ignoring invalid state file/,
+           'symlinked state: not read through the link');
+}
+
 $t->stop;
 
 

@@ -1141,6 +1141,32 @@ routes(void)
 
 
 static void
+test_route_default_deny(void)
+{
+    P.default_deny = 1;
+    reindex(&P);
+
+    /* consent_default deny: no consent object is as if {} */
+    TRACK("{" U "'event':'E'}", "CCDD");
+    TRACK("{" U "'context':{}}", "CCDD");
+    TRACK("{" U "'context':{'consent':{}}}", "CCDD");
+    TRACK("{" U "'context':{'consent':{'version':2}}}", "CCDD");
+    TRACK("{" U "'integrations':{'webhook':false}}", "CCDI");
+    /* consent carried: as without the default */
+    TRACK(EVP("{'C0002':true,'C0004':true,'C0005':true}"), "DDDD");
+    TRACK(EVP("{'C0002':true}"), "DCDD");
+    /* the batch's consent still applies to events without their own */
+    ROUTE(CONSENT_EP_BATCH, "{'batch':[{'type':'track'," U0 "},"
+          "{'type':'track'," U PREFS("{}") "}]," PREFS("{'C0002':true}") "}",
+          "DCDD|CCDD");
+    ROUTE(CONSENT_EP_BATCH, "{'batch':[{'type':'track'," U0 "}]}", "CCDD");
+
+    P.default_deny = 0;
+    reindex(&P);
+}
+
+
+static void
 test_route_rules(void)
 {
     /* 2. no consent object: everything delivered */
@@ -2955,10 +2981,11 @@ m_outcome(const gevent_t *e, const gconsent_t *bc, const ginteg_t *bi,
     src = m_carries(&e->c) ? &e->c
           : (bc != NULL && m_carries(bc)) ? bc : NULL;
 
-    if (pdests[d].enforce && src != NULL) {
+    /* consent_default deny: no consent object counts as nothing */
+    if (pdests[d].enforce && (src != NULL || PP.default_deny)) {
         for (c = 0; c < PMAX_CAT; c++) {
             if (((pdests[d].mask[c / 64] >> (c % 64)) & 1)
-                && !m_consented(src, c))
+                && (src == NULL || !m_consented(src, c)))
             {
                 return CONSENT_FILTERED_CONSENT;
             }
@@ -3018,6 +3045,7 @@ test_property_batches(void)
         emit_batch(&b, &g);
 
         RB = dup_in(b.p, b.len);
+        PP.default_deny = (iter % 3 == 2);
         c = consent_process(&PP, CONSENT_EP_BATCH, RB, b.len, arena_alloc,
                             &A, &R);
 
@@ -3082,6 +3110,7 @@ test_property_batches(void)
         emit_event(&b, &e, with_type);
 
         RB = dup_in(b.p, b.len);
+        PP.default_deny = (iter % 3 == 2);
         c = consent_process(&PP, ep, RB, b.len, arena_alloc, &A, &R);
 
         valid = m_valid(&e, 0, ep);
@@ -3108,6 +3137,7 @@ test_property_batches(void)
         arena_reset(&A);
     }
 
+    PP.default_deny = 0;
     free(b.p);
 }
 
@@ -3153,6 +3183,7 @@ main(void)
     RUN(test_endpoint);
     RUN(test_names);
     RUN_BOTH(test_route_rules);
+    RUN_BOTH(test_route_default_deny);
     RUN_BOTH(test_route_policy_variants);
     RUN(test_validation_request);
     RUN(test_validation_size);
