@@ -6,8 +6,9 @@
 #   perl demo/sink.pl --name NAME --log FILE [--status CODE] [--port N]
 #                     [--mode normal|hang|close|partial] [--print]
 #
-# Binds 127.0.0.1 (port 0 or none: a free one), prints "PORT <n>" on
-# stdout, then for every request appends one JSON line
+# Binds 127.0.0.1:N (0 or none: the kernel picks a port; the prove suite
+# passes one it holds the lock of, t/lib/ConsentTest.pm), prints
+# "PORT <n>" on stdout, then for every request appends one JSON line
 #   {"name":..,"method":..,"uri":..,"headers":{..},"body":".."}
 # to FILE (written and closed BEFORE the reply, so whoever got the reply
 # can read the log without racing), and answers CODE with {"ok":true}.

@@ -20,8 +20,9 @@ print {$fh} "return { event = function(ev, req) error('boom') end }\n";
 close $fh;
 
 # a second listener with reuseport: the kernel spreads its connections
-# over both workers by address hash
-my $RP = ConsentTest::free_port();
+# over both workers by address hash; its port stays reserved (our lock)
+# until the test exits
+my $RP = ConsentTest::reserve_port();
 
 my $DESTS = <<'EOF';
     consent_destination amplitude /_dest/amplitude C0002;

@@ -29,6 +29,10 @@ package ConsentTest;
 #
 # Placeholders in snippets: %%PORT_NAME%%, %%PREFIX%%, %%NGINX_PORT%%.
 #
+# Ports: nginx, the sinks and closed destinations get ports of a fixed
+# range outside the ephemeral one, each locked for the instance's life
+# (see "ports" below); reserve_port() gives a test one of its own.
+#
 # Environment (make test-memcheck sets the last three):
 #   TEST_NGINX_BINARY    nginx binary (default /usr/sbin/nginx)
 #   CONSENT_TEST_KEEP    keep the temporary prefixes, print their paths
@@ -130,7 +134,9 @@ sub _san_env {
         'check_initialization_order=1', 'strict_string_checks=1';
     $env{UBSAN_OPTIONS} = join ':', "log_path=$dir/ubsan",
         'print_stacktrace=1', 'halt_on_error=0';
-    $env{LSAN_OPTIONS} = 'print_suppressions=0';
+    # a leak alone does not change the exit code: nginx's own (its regex
+    # compile context, say) would fail a start; _san_reports decides
+    $env{LSAN_OPTIONS} = 'print_suppressions=0:exitcode=0';
     return %env;
 }
 
@@ -275,10 +281,12 @@ sub new {
         $self->_start_sink($name, $self->{dests}{$name});
     }
 
-    # a free port may be taken between our probe and nginx's bind(): retry
+    # our lock keeps the port from other test processes; a program
+    # outside the scheme may still take it before nginx's bind(): retry
     my $err;
     for my $try (1 .. 5) {
-        $self->{port} = free_port();
+        $self->_release_port($self->{port}) if $self->{port};
+        $self->{port} = $self->_port;
         $self->_write_conf;
         local $SAN_DIR = "$self->{prefix}/sanitizer";
         my ($rc, $out) = _run($NGINX, '-p', $self->{prefix},
@@ -303,8 +311,9 @@ sub _start_sink {
 
     my $log = "$self->{prefix}/sink-$name.log";
 
+    # closed: a reserved port nobody listens on while the instance lives
     if ($o->{closed}) {
-        $self->{sinks}{$name} = { port => free_port(), log => $log };
+        $self->{sinks}{$name} = { port => $self->_port, log => $log };
         open my $fh, '>', $log or die "$log: $!";
         close $fh;
         $self->{offsets}{$name} = 0;
@@ -315,25 +324,99 @@ sub _start_sink {
     push @cmd, '--status', $o->{status} if $o->{status};
     push @cmd, '--mode', $o->{mode} if $o->{mode};
 
-    my $pid = open(my $out, '-|', @cmd) // die "cannot start sink: $!";
-    my $line = <$out>;
-    defined $line && $line =~ /^PORT (\d+)$/
-        or die "sink $name did not report its port: "
-             . ($line // 'EOF');
-
-    $self->{sinks}{$name} = { pid => $pid, fh => $out, port => $1,
-                              log => $log };
-    $self->{offsets}{$name} = 0;
+    # the sink listens on a port of ours (a program outside the scheme
+    # may have taken it since lock_port() looked: another one then)
+    my $line;
+    for my $try (1 .. 5) {
+        my $port = $self->_port;
+        my $pid = open(my $out, '-|', @cmd, '--port', $port)
+            // die "cannot start sink: $!";
+        $line = <$out>;
+        if (defined $line && $line =~ /^PORT $port$/) {
+            $self->{sinks}{$name} = { pid => $pid, fh => $out,
+                                      port => $port, log => $log };
+            $self->{offsets}{$name} = 0;
+            return;
+        }
+        close $out;
+        $self->_release_port($port);
+    }
+    die "sink $name did not report its port: " . ($line // 'EOF');
 }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1,
-                                  ReuseAddr => 1)
-        or die "cannot probe a free port: $@";
-    my $port = $s->sockport;
-    close $s;
+# ---------------------------------------------------------------------
+# ports, as nginx's own test suite (nginx-tests, lib/Test/Nginx.pm port())
+# allocates them: from a fixed range outside the kernel's ephemeral range
+# (/proc/sys/net/ipv4/ip_local_port_range), so the kernel never hands one
+# of them to a bind(port 0) or to an outgoing connection; each held by a
+# lock, a UDP socket bound to the same number on 127.0.0.1 without
+# SO_REUSEADDR, for as long as the port is in use.  Another test process
+# (prove -j2, or a second run on the same machine) cannot bind that lock,
+# so it never picks the port: a port is listened on only by whoever holds
+# its lock, and a "closed" destination's port stays unlistened while its
+# instance lives.  CONSENT_TEST_PORTS=LO-HI overrides the range.
+
+our ($PORT_LO, $PORT_HI) = port_range();
+
+sub port_range {
+    return ($1, $2)
+        if ($ENV{CONSENT_TEST_PORTS} // '') =~ /^(\d+)-(\d+)$/ && $1 < $2;
+    my ($elo, $ehi) = (32768, 60999);
+    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+        ($elo, $ehi) = ($1, $2) if (<$fh> // '') =~ /^\s*(\d+)\s+(\d+)/;
+        close $fh;
+    }
+    # the larger gap above 10000 (below: well-known services, Redis...)
+    my @gaps = sort { ($b->[1] - $b->[0]) <=> ($a->[1] - $a->[0]) }
+               ([10000, $elo - 1], [$ehi + 1, 65535]);
+    die "no port range of 1000 outside the ephemeral range $elo-$ehi: "
+        . "set CONSENT_TEST_PORTS=LO-HI\n"
+        if $gaps[0][1] - $gaps[0][0] < 1000;
+    return @{ $gaps[0] };
+}
+
+# A port of the range that no other holder of our locks uses and nothing
+# listens on now: ($port, $lock).  The port is ours while $lock is open.
+sub lock_port {
+    for (1 .. 500) {
+        my $port = $PORT_LO + int rand($PORT_HI - $PORT_LO + 1);
+        my $lock = IO::Socket::INET->new(Proto => 'udp',
+                                         LocalAddr => "127.0.0.1:$port")
+            or next;
+        # a program outside this scheme listening there: skip the port
+        my $probe = IO::Socket::INET->new(Proto => 'tcp',
+                                          LocalAddr => "127.0.0.1:$port",
+                                          Listen => 1, ReuseAddr => 1)
+            or next;
+        close $probe;
+        return ($port, $lock);
+    }
+    die "no free port in $PORT_LO-$PORT_HI\n";
+}
+
+# A port reserved until this process exits (a test's own listeners).
+my %RESERVED;
+
+sub reserve_port {
+    my ($port, $lock) = lock_port();
+    $RESERVED{$port} = $lock;
     return $port;
+}
+
+# the old name: ports are no longer probed and released
+*free_port = \&reserve_port;
+
+# A port for this instance: reserved until the instance is cleaned up.
+sub _port {
+    my ($self) = @_;
+    my ($port, $lock) = lock_port();
+    $self->{port_locks}{$port} = $lock;
+    return $port;
+}
+
+sub _release_port {
+    my ($self, $port) = @_;
+    close delete $self->{port_locks}{$port} if $self->{port_locks}{$port};
 }
 
 sub port   { $_[0]{port} }
@@ -570,6 +653,7 @@ sub _cleanup {
     my ($self) = @_;
     return if $self->{owner} != $$ || $self->{cleaned}++;
     delete $LIVE{$self + 0};
+    $self->_release_port($_) for keys %{ $self->{port_locks} // {} };
     remove_tree($self->{prefix}) unless $ENV{CONSENT_TEST_KEEP};
 }
 
@@ -997,6 +1081,7 @@ sub nginx_t {
     my ($http, %o) = @_;
     _check_module();
     my $p = tempdir('consent-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my ($port, $lock) = lock_port();     # held until nginx -t is done
     my $conf = "load_module $MODULE;\n";
     $conf .= "user root;\n" if $> == 0;
     $conf .= "pid $p/nginx.pid;\nerror_log $p/error.log info;\n";
@@ -1009,7 +1094,7 @@ sub nginx_t {
            . "    uwsgi_temp_path $p/uw;\n"
            . "    scgi_temp_path $p/sc;\n"
            . $http . "\n"
-           . "    server {\n        listen 127.0.0.1:" . free_port() . ";\n"
+           . "    server {\n        listen 127.0.0.1:$port;\n"
            . ($o{server} // "        location /v1/ { consent_ingest; }\n")
            . "    }\n}\n";
     open my $fh, '>', "$p/nginx.conf" or die "$p/nginx.conf: $!";
