@@ -237,6 +237,9 @@ ConsentBrowser::wait_for(sub {
     return $n >= $unload_n;
 }, 20) or fail('unload: the keepalive batch reached the sinks in 20 s');
 
+my %FORWARDED = map { $_ => 1 } qw(content-type authorization user-agent
+    x-forwarded-for x-real-ip host content-length connection);
+
 my %prefs_of = map { ("anon-$_->{name}" => $_->{_prefs}) } @scenarios;
 
 for my $d (sort keys %CATEGORIES) {
@@ -275,6 +278,13 @@ for my $d (sort keys %CATEGORIES) {
     my $auth = 'Basic ' . MIME::Base64::encode_base64("$WRITE_KEY:", '');
     is(scalar(grep { ($_->{headers}{authorization} // '') ne $auth } @req),
        0, "$d: the write key's Authorization passed on");
+    # README, "Headers destinations receive": none of the browser's others
+    # (Origin, Referer, Sec-CH-UA, Accept-Language, ...)
+    my %other;
+    for my $r (@req) {
+        $other{$_} = 1 for grep { !$FORWARDED{$_} } keys %{ $r->{headers} };
+    }
+    is_deeply([sort keys %other], [], "$d: only the documented headers");
 }
 
 # the stranger's page: only refused preflights reached the gateway
