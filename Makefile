@@ -196,5 +196,5 @@ bench: $(MODULE)
 # does not: branches on uninitialised memory.  No leak check (the ASan
 # run has it).  About 90 s on 2 cores, so `make test` runs it.
 .PHONY: test-valgrind
-test-valgrind: $(BUILD)/.deps $(MODULE)
+test-valgrind: $(BUILD)/.deps $(MODULE) npm-deps
 	CONSENT_TEST_VALGRIND=1 prove -j2 t/

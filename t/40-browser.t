@@ -20,7 +20,7 @@ use ConsentTest;
 use ConsentBrowser;
 use MIME::Base64 ();
 
-ConsentBrowser::skip_unless_ready();
+ConsentBrowser::check_ready();
 
 my $ROOT = ConsentTest::root();
 my $WRITE_KEY = 'wk_browser_test';

@@ -14,10 +14,10 @@ use Test::More;
 use ConsentTest;
 use ConsentBrowser;
 
-ConsentBrowser::skip_unless_ready();
-plan(skip_all => 'the demo test runs the demo config as it is, without '
-     . 'the sanitizer harness; t/40-browser.t runs under ASan')
-    if $ConsentTest::ASAN;
+ConsentBrowser::check_ready();
+plan(skip_all => 'the demo test runs demo/nginx.conf as it is, outside '
+     . 'the memcheck harness (t/40-browser.t runs the browser under it)')
+    if $ConsentTest::MEMCHECK;
 
 my $ROOT = ConsentTest::root();
 my $SHOT = "$ROOT/build/demo.png";

@@ -5,7 +5,7 @@ package ConsentBrowser;
 # Debian's /usr/bin/chromium, driven by node scripts under t/browser/
 # that print one JSON result.  docs/browser.md describes the tests.
 #
-#   ConsentBrowser::skip_unless_ready();     # skip_all under valgrind
+#   ConsentBrowser::check_ready();   # fails the test if a piece is missing
 #   my $res = ConsentBrowser::run_node('t/browser/drive.js', \%job);
 #
 # Chromium resolves *.test to 127.0.0.1 (HOST_RULES), so a test page
@@ -31,15 +31,9 @@ our $HOST_RULES = 'MAP *.test 127.0.0.1';
 my $ROOT = ConsentTest::root();
 my $BUNDLES = "$ROOT/node_modules/\@segment/analytics-next/dist/umd";
 
-# Skips the whole test under valgrind (every nginx process under
-# memcheck: analytics.js's timers and Chromium's own timeouts are not
-# made for a gateway 20 to 50 times slower).  Outside that, missing
-# pieces are a failure, not a skip: `make test-prove` installs them.
-sub skip_unless_ready {
-    Test::More::plan(skip_all => 'browser tests are not run under valgrind '
-        . '(CONSENT_TEST_VALGRIND): Chromium and analytics.js time out '
-        . 'against nginx under memcheck; make test-prove runs them')
-        if $ConsentTest::VALGRIND;
+# Fails the test (and ends it) when a piece is missing: `make test-prove`
+# installs them all, so a missing browser is a failure, not a skip.
+sub check_ready {
     my @missing;
     push @missing, "$CHROMIUM (Debian package chromium: make deps)"
         unless -x $CHROMIUM;
@@ -48,8 +42,11 @@ sub skip_unless_ready {
             && -d "$ROOT/node_modules/playwright-core";
     push @missing, "node (Debian package nodejs: make deps)"
         unless system("$NODE --version >/dev/null 2>&1") == 0;
-    Test::More::BAIL_OUT("browser test prerequisites missing: "
-                         . join('; ', @missing)) if @missing;
+    return unless @missing;
+    Test::More::fail("browser test prerequisites: missing "
+                     . join('; ', @missing));
+    Test::More::done_testing();
+    exit 1;
 }
 
 # nginx locations serving the test page, the page script shared with the
