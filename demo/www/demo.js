@@ -208,10 +208,16 @@
     if (refreshing) {
       return refreshing.then(refresh);
     }
+    // the events answered before the sinks are read: only their fate is
+    // known from this read (a later one is still "sending")
+    var answered = {};
+    sent.forEach(function (s) {
+      if (s.messageId) { answered[s.messageId] = true; }
+    });
     refreshing = Promise.all([getJSON('/status?format=json')].concat(
       DESTINATIONS.map(function (d) { return getJSON('/_sinks/' + d.name); })
     )).then(function (r) {
-      renderPanel(r[0], r.slice(1).map(receivedIds));
+      renderPanel(r[0], r.slice(1).map(receivedIds), answered);
       byId('refreshed').textContent = 'updated ' + new Date().toLocaleTimeString();
     }).catch(function (e) {
       byId('refreshed').textContent = 'refresh failed: ' + e.message;
@@ -226,7 +232,7 @@
     return c;
   }
 
-  function renderPanel(status, received) {
+  function renderPanel(status, received, answered) {
     var box = byId('dests');
     box.textContent = '';
     DESTINATIONS.forEach(function (d, i) {
@@ -261,7 +267,7 @@
         var why = filterReason(s, d);
         var got = s.messageId && received[i][s.messageId];
         var li, state, text;
-        if (!s.messageId) {
+        if (!answered[s.messageId]) {
           state = 'pending'; text = 'sending...';
         } else if (got && !why) {
           state = 'received'; text = 'received';
