@@ -124,7 +124,7 @@ sub scenario {
             ($o{telemetry} ? (metrics => { flushTimer => 100 }) : ()),
         },
         # for the checks below
-        _prefs => $prefs, _calls => \@calls,
+        _prefs => $prefs, _one_batch => $o{one_batch},
     };
     return if ($o{expect} // '') eq 'cors';
     for my $c (@calls) {
@@ -145,7 +145,7 @@ scenario(name => "std-$_", consent => $_, telemetry => $_ eq 'granted')
 for my $state (sort keys %STATES) {
     my $n = scalar calls('x', $STATES{$state});
     my $by_time = $state eq 'empty' || $state eq 'none';
-    scenario(name => "batch-$state", consent => $state,
+    scenario(name => "batch-$state", consent => $state, one_batch => !$by_time,
              delivery => { strategy => 'batching', config => $by_time
                  ? { size => 100, timeout => 50 }
                  : { size => $n, timeout => 60000 } });
@@ -163,7 +163,7 @@ scenario(name => 'stranger', consent => 'granted', expect => 'cors',
 
 my $res = ConsentBrowser::drive(
     gateway => $gateway,
-    scenarios => [map { my %s = %$_; delete @s{qw(_prefs _calls)}; \%s }
+    scenarios => [map { my %s = %$_; delete @s{grep { /^_/ } keys %s}; \%s }
                   @scenarios],
 );
 diag("chromium $res->{version}: " . @{ $res->{scenarios} }
@@ -212,6 +212,9 @@ for my $sc (@scenarios) {
     if ($sc->{spec}{delivery}) {
         ok($paths{'/v1/b'} && !(grep { m{^/v1/[tpiga]$} } keys %paths),
            "$n: posted to /v1/b only");
+        is(scalar(grep { $_->{path} eq '/v1/b' } @{ $r->{posts} }), 1,
+           "$n: one batch of $sc->{events} (size reached)")
+            if $sc->{_one_batch};
     } else {
         is_deeply([sort grep { $_ ne '/v1/m' } keys %paths],
                   [qw(/v1/a /v1/g /v1/i /v1/p /v1/t)],
@@ -278,6 +281,19 @@ for my $d (sort keys %CATEGORIES) {
     my $auth = 'Basic ' . MIME::Base64::encode_base64("$WRITE_KEY:", '');
     is(scalar(grep { ($_->{headers}{authorization} // '') ne $auth } @req),
        0, "$d: the write key's Authorization passed on");
+    # analytics.js's envelope as forwarded: default delivery puts sentAt
+    # on each event; batching on the batch, with its writeKey
+    my @envelope = grep {
+        my $j = $_->{json};
+        my @b = @{ $j->{batch} };
+        (grep { $_->{anonymousId} =~ /^anon-(?:batch|unload)-?/ } @b)
+            ? !($j->{sentAt} && ($j->{writeKey} // '') eq $WRITE_KEY)
+              || grep { exists $_->{sentAt} } @b
+            : grep { !$_->{sentAt} } @b
+    } @req;
+    is(scalar @envelope, 0, "$d: sentAt per event (default delivery) or "
+       . "per batch with its writeKey (batching)")
+        or diag($envelope[0]{body});
     # README, "Headers destinations receive": none of the browser's others
     # (Origin, Referer, Sec-CH-UA, Accept-Language, ...)
     my %other;
