@@ -201,6 +201,27 @@ function Bits:skip(n)
     return true
 end
 
+-- Reads a Fibonacci-coded positive integer (IAB GPP, "Consent String
+-- Specification", "About Fibonacci Encoding": bit i of the code word
+-- stands for F(i+2) = 1, 2, 3, 5, 8, ...; the word ends with the first
+-- "11"; "11" = 1, "011" = 2, "0011" = 3, "1011" = 4). At most max_bits
+-- bits (default 40) are read before the terminating 1. nil when the
+-- text ends first or the code word is longer.
+function Bits:fibonacci(max_bits)
+    max_bits = max_bits or 40
+    local a, b = 1, 2                  -- the values of the next two bits
+    local v, prev = 0, 0
+    for _ = 1, max_bits + 1 do
+        local bit = self:read(1)
+        if bit == nil then return nil end
+        if bit == 1 and prev == 1 then return v end
+        if bit == 1 then v = v + a end
+        prev = bit
+        a, b = b, a + b
+    end
+    return nil
+end
+
 -- ---------------------------------------------------------------------------
 -- Event access
 
