@@ -239,15 +239,15 @@ local function decode_section(id, text)
     if spec.versions then
         local v = r:read(6)
         if v == nil then return nil, what .. " truncated" end
-        -- a version 1 string of 70 bits or more is read with the version
-        -- 2 layout: IAB's reference library (iabgpp-es UsNatCoreSegment)
-        -- picks the layout by length (60 or 66 bits: version 1) and has
-        -- written version-1 strings in the longer layout
-        if v == 1 and r.len >= 70 then v = 2 end
-        layout = spec.versions[v]
-        if not layout then
+        if not spec.versions[v] then
             return nil, what .. " version " .. v .. " is not defined"
         end
+        -- The layout follows the length, as in IAB's reference library
+        -- (iabgpp-es UsNatCoreSegment): 60 or 66 bits (10 or 11
+        -- characters) is the version 1 layout, 70 bits and more the
+        -- version 2 one, whatever the Version field says; that library
+        -- has written both versions in both layouts.
+        layout = spec.versions[(r.len < 70) and 1 or 2]
         r.pos = 0
     end
     local ok, e = read_fields(r, layout, fields, what)
