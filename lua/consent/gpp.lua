@@ -548,8 +548,9 @@ function M.new(opts)
     end
 
     local function from_request(_, req)
-        local v = header and req.headers and req.headers[header]
+        local v = header and req.headers and req.headers[header] or nil
         local sid = sid_header and req.headers and req.headers[sid_header]
+                    or nil
         if v == nil then v = util.cookie(req, cookie_name) end
         if v == nil then return nil end
         if sid == nil then
