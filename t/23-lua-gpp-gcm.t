@@ -32,23 +32,7 @@ EOF2
 
 my $T = JSON::PP::true;
 my $F = JSON::PP::false;
-my $n = 0;
-
-# Posts one track event; checks where it went and returns the
-# categoryPreferences webhook (unmapped, gets every event) saw.
-sub route {
-    my ($desc, $path, $event, $headers, $expect) = @_;
-    $n++;
-    my $name = "E$n";
-    my $body = qq({"userId":"u$n","event":"$name") . ($event ? ",$event" : '')
-             . '}';
-    $t->clear;
-    my $res = $t->post($path, $body, $headers);
-    ConsentTest::accepted_ok($res, $desc);
-    is_deeply([$t->routed($name)], $expect, "$desc: destinations");
-    my ($ev) = grep { $_->{event} eq $name } $t->received_events('webhook');
-    return $ev ? $ev->{context}{consent}{categoryPreferences} : undef;
-}
+sub route { $t->route_prefs(@_) }
 
 # --- IAB GPP (strings from IAB Tech Lab's reference library tests; see
 # t/lua/test_gpp.lua for their field-by-field decoding)

@@ -160,25 +160,12 @@ function M.new(opts)
            "gcm: unset must be denied or granted")
 
     -- consent type -> list of categories
-    local map, cats = {}, {}
-    for k, v in pairs(opts) do
-        if TYPES[k] then
-            local list = util.list(v, "gcm: " .. k)
-            assert(#list > 0, "gcm: " .. k .. " names no category")
-            map[k] = list
-            for _, id in ipairs(list) do cats[id] = true end
-        else
-            assert(OPTION_KEYS[k], "gcm: unknown option '" .. tostring(k) ..
-                   "' (consent types: ad_storage, analytics_storage, " ..
-                   "ad_user_data, ad_personalization, ...)")
-        end
-    end
-    assert(next(map) ~= nil, "gcm: map at least one consent type to a " ..
-           "category (e.g. ad_storage = \"C0004\")")
+    local map, cats = util.category_map(opts, TYPES, OPTION_KEYS, "gcm",
+        "consent types ad_storage, analytics_storage, ad_user_data, " ..
+        "ad_personalization, ...")
 
     local function to_prefs(states)
-        local out = {}
-        for id in pairs(cats) do out[id] = true end
+        local out = util.fill(cats, true)
         for t, list in pairs(map) do
             local v = states[t]
             if v == nil then v = (unset == "granted") end
@@ -189,11 +176,7 @@ function M.new(opts)
         return out
     end
 
-    local function deny_table()
-        local out = {}
-        for id in pairs(cats) do out[id] = false end
-        return out
-    end
+    local function deny_table() return util.fill(cats, false) end
 
     local function from_value(v)
         local states, err = decode(v)

@@ -52,26 +52,28 @@ local M = {}
 -- Section layouts: { name, bits } or { name, bits, count } (a list of
 -- `count` Int(bits), the specifications' "N-Bitfield(bits, count)").
 
-local function us_state(opts)
-    -- the layout shared by most state sections: Version, notices,
-    -- opt-outs, SensitiveDataProcessing, then per-state fields and the
-    -- three MSPA fields
+-- The layout shared by the state sections 9-23: Version, the Int(2)
+-- notices and opt-outs `head`, SensitiveDataProcessing(2, sensitive),
+-- KnownChildSensitiveDataConsents (a list of `child` Int(2), or one
+-- Int(2) when child is 0), AdditionalDataProcessingConsent when `adpc`,
+-- then the three MSPA fields. `sub` as in SECTIONS below.
+local function us_state(name, head, sensitive, child, adpc, sub, child_name)
     local f = { { "Version", 6 } }
-    for _, name in ipairs(opts.head) do f[#f + 1] = { name, 2 } end
-    f[#f + 1] = { "SensitiveDataProcessing", 2, opts.sensitive }
-    for _, x in ipairs(opts.tail) do
-        f[#f + 1] = type(x) == "table" and x or { x, 2 }
-    end
+    for _, h in ipairs(head) do f[#f + 1] = { h, 2 } end
+    f[#f + 1] = { "SensitiveDataProcessing", 2, sensitive }
+    child_name = child_name or "KnownChildSensitiveDataConsents"
+    f[#f + 1] = child > 0 and { child_name, 2, child } or { child_name, 2 }
+    if adpc then f[#f + 1] = { "AdditionalDataProcessingConsent", 2 } end
     f[#f + 1] = { "MspaCoveredTransaction", 2 }
     f[#f + 1] = { "MspaOptOutOptionMode", 2 }
     f[#f + 1] = { "MspaServiceProviderMode", 2 }
-    return f
+    return { name = name, core = f, sub = sub }
 end
 
-local NOTICE_SHARING = { "SharingNotice", "SaleOptOutNotice",
+local SHARING = { "SharingNotice", "SaleOptOutNotice",
     "TargetedAdvertisingOptOutNotice", "SaleOptOut",
     "TargetedAdvertisingOptOut" }
-local NOTICE_PROCESSING = { "ProcessingNotice", "SaleOptOutNotice",
+local PROCESSING = { "ProcessingNotice", "SaleOptOutNotice",
     "TargetedAdvertisingOptOutNotice", "SaleOptOut",
     "TargetedAdvertisingOptOut" }
 
@@ -112,66 +114,32 @@ local SECTIONS = {
         { "KnownChildSensitiveDataConsents", 2, 2 },
         { "PersonalDataConsents", 2 }, { "MspaCoveredTransaction", 2 },
         { "MspaOptOutOptionMode", 2 }, { "MspaServiceProviderMode", 2 } } },
-    [9] = { name = "usva", core = us_state{ head = NOTICE_SHARING,
-        sensitive = 8, tail = { "KnownChildSensitiveDataConsents" } } },
-    [10] = { name = "usco", sub = "gpc", core = us_state{
-        head = NOTICE_SHARING, sensitive = 7,
-        tail = { "KnownChildSensitiveDataConsents" } } },
-    [11] = { name = "usut", core = us_state{ head = { "SharingNotice",
-        "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-        "SensitiveDataProcessingOptOutNotice", "SaleOptOut",
-        "TargetedAdvertisingOptOut" }, sensitive = 8,
-        tail = { "KnownChildSensitiveDataConsents" } } },
-    [12] = { name = "usct", sub = "gpc", core = us_state{
-        head = NOTICE_SHARING, sensitive = 8,
-        tail = { { "KnownChildSensitiveDataConsents", 2, 3 } } } },
-    [13] = { name = "usfl", core = us_state{ head = NOTICE_PROCESSING,
-        sensitive = 8, tail = { { "KnownChildSensitiveDataConsents", 2, 3 },
-        "AdditionalDataProcessingConsent" } } },
-    [14] = { name = "usmt", sub = "gpc", core = us_state{
-        head = NOTICE_SHARING, sensitive = 8,
-        tail = { { "KnownChildSensitiveDataConsents", 2, 3 },
-                 "AdditionalDataProcessingConsent" } } },
-    [15] = { name = "usor", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 11,
-        tail = { { "KnownChildSensitiveDataConsents", 2, 3 },
-                 "AdditionalDataProcessingConsent" } } },
-    [16] = { name = "ustx", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 8,
-        tail = { "KnownChildSensitiveDataConsents",
-                 "AdditionalDataProcessingConsent" } } },
-    [17] = { name = "usde", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 9,
-        tail = { { "KnownChildSensitiveDataConsents", 2, 5 },
-                 "AdditionalDataProcessingConsent" } } },
-    [18] = { name = "usia", sub = "gpc", core = us_state{ head = {
-        "ProcessingNotice", "SaleOptOutNotice",
-        "TargetedAdvertisingOptOutNotice", "SensitiveDataOptOutNotice",
-        "SaleOptOut", "TargetedAdvertisingOptOut" }, sensitive = 8,
-        tail = { "KnownChildSensitiveDataConsents" } } },
-    [19] = { name = "usne", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 8,
-        tail = { "KnownChildSensitiveDataConsents",
-                 "AdditionalDataProcessingConsent" } } },
-    [20] = { name = "usnh", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 8,
-        tail = { { "KnownChildSensitiveDataConsents", 2, 3 },
-                 "AdditionalDataProcessingConsent" } } },
-    [21] = { name = "usnj", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 10,
-        tail = { { "KnownChildSensitiveDataConsents", 2, 5 },
-                 "AdditionalDataProcessingConsent" } } },
+    --        name    notices, opt-outs  SDP child ADPC  sub-section
+    [9]  = us_state("usva", SHARING,    8,  0, false),
+    [10] = us_state("usco", SHARING,    7,  0, false, "gpc"),
+    [11] = us_state("usut", { "SharingNotice", "SaleOptOutNotice",
+               "TargetedAdvertisingOptOutNotice",
+               "SensitiveDataProcessingOptOutNotice", "SaleOptOut",
+               "TargetedAdvertisingOptOut" }, 8, 0, false),
+    [12] = us_state("usct", SHARING,    8,  3, false, "gpc"),
+    [13] = us_state("usfl", PROCESSING, 8,  3, true),
+    [14] = us_state("usmt", SHARING,    8,  3, true,  "gpc"),
+    [15] = us_state("usor", PROCESSING, 11, 3, true,  "gpc"),
+    [16] = us_state("ustx", PROCESSING, 8,  0, true,  "gpc"),
+    [17] = us_state("usde", PROCESSING, 9,  5, true,  "gpc"),
+    [18] = us_state("usia", { "ProcessingNotice", "SaleOptOutNotice",
+               "TargetedAdvertisingOptOutNotice", "SensitiveDataOptOutNotice",
+               "SaleOptOut", "TargetedAdvertisingOptOut" }, 8, 0, false,
+               "gpc"),
+    [19] = us_state("usne", PROCESSING, 8,  0, true,  "gpc"),
+    [20] = us_state("usnh", PROCESSING, 8,  3, true,  "gpc"),
+    [21] = us_state("usnj", PROCESSING, 10, 5, true,  "gpc"),
     -- the Tennessee table spells it KnownChildSensitiveDataConsent
     -- (singular) and its summary says "Section ID 17" (Delaware's; the
     -- section list gives 22)
-    [22] = { name = "ustn", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 8,
-        tail = { "KnownChildSensitiveDataConsent",
-                 "AdditionalDataProcessingConsent" } } },
-    [23] = { name = "usmn", sub = "gpc", core = us_state{
-        head = NOTICE_PROCESSING, sensitive = 8,
-        tail = { "KnownChildSensitiveDataConsents",
-                 "AdditionalDataProcessingConsent" } } },
+    [22] = us_state("ustn", PROCESSING, 8,  0, true,  "gpc",
+                    "KnownChildSensitiveDataConsent"),
+    [23] = us_state("usmn", PROCESSING, 8,  0, true,  "gpc"),
     [24] = { name = "usmd", sub = "gpc", mspa = true,
              core = mspa_core{ "AdditionalDataProcessingConsent" } },
     [25] = { name = "usin", sub = "sensitive", mspa = true,
@@ -455,27 +423,11 @@ function M.new(opts)
     end
 
     -- signal -> list of categories
-    local map, cats = {}, {}
-    for k, v in pairs(opts) do
-        if SIGNALS[k] then
-            local list = util.list(v, "gpp: " .. k)
-            assert(#list > 0, "gpp: " .. k .. " names no category")
-            map[k] = list
-            for _, id in ipairs(list) do cats[id] = true end
-        else
-            assert(OPTION_KEYS[k], "gpp: unknown option '" .. tostring(k) ..
-                   "' (signals: sale, sharing, targeted_advertising, " ..
-                   "sensitive_data, known_child, personal_data, gpc)")
-        end
-    end
-    assert(next(map) ~= nil, "gpp: map at least one signal to a category " ..
-           "(e.g. sale = \"C0004\")")
+    local map, cats = util.category_map(opts, SIGNALS, OPTION_KEYS, "gpp",
+        "signals sale, sharing, targeted_advertising, sensitive_data, " ..
+        "known_child, personal_data, gpc")
 
-    local function deny_table()
-        local out = {}
-        for id in pairs(cats) do out[id] = false end
-        return out
-    end
+    local function deny_table() return util.fill(cats, false) end
 
     -- decoded string + section ids in force -> preferences; nil when no
     -- US section is in force, false + reason when inconsistent
@@ -498,8 +450,7 @@ function M.new(opts)
             end
         end
         if #use == 0 then return nil end
-        local out = {}
-        for id in pairs(cats) do out[id] = true end
+        local out = util.fill(cats, true)
         for signal, list in pairs(map) do
             local check = SIGNALS[signal]
             for _, s in ipairs(use) do
