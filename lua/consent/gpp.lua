@@ -160,29 +160,20 @@ for id, s in pairs(SECTIONS) do BY_NAME[s.name] = id end
 local MAX_SECTION_ID = 1000      -- far above any id the platform assigns
 
 -- Reads the fields of `layout` from bit reader r into out. Returns out,
--- or nil and a reason.
+-- or nil and a reason. An Int(2) holding 3 (undefined) is malformed.
 local function read_fields(r, layout, out, what)
     for _, f in ipairs(layout) do
         local name, bits, count = f[1], f[2], f[3]
-        if count then
-            local list = {}
-            for i = 1, count do
-                local v = r:read(bits)
-                if v == nil then return nil, what .. " truncated" end
-                if bits == 2 and v == 3 then
-                    return nil, what .. ": " .. name .. " holds 3"
-                end
-                list[i] = v
-            end
-            out[name] = list
-        else
+        local list = {}
+        for i = 1, count or 1 do
             local v = r:read(bits)
             if v == nil then return nil, what .. " truncated" end
             if bits == 2 and v == 3 then
                 return nil, what .. ": " .. name .. " holds 3"
             end
-            out[name] = v
+            list[i] = v
         end
+        out[name] = count and list or list[1]
     end
     return out
 end
