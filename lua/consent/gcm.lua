@@ -10,30 +10,38 @@
 -- optional first-party cookie:
 --   * a state object as the page passed it to gtag('consent', ...):
 --     {"ad_storage":"granted","analytics_storage":"denied",...};
---   * a gcs value "G1xy" (the parameter of Google's measurement
+--   * a gcs value "G1xy" (a parameter of Google's measurement
 --     requests): x = ad_storage, y = analytics_storage, '1' granted,
 --     '0' denied: G100, G110, G101, G111. Any other character, or
 --     another length, is not documented: malformed (fail closed).
 --   * a gcd value, e.g. "11t1t1t1t5": '1', then for ad_storage,
 --     analytics_storage, ad_user_data, ad_personalization in that order
---     a digit and a letter, then a trailing part. Google publishes no
---     specification of gcd (its help pages describe gcs only); the
---     letters below are the ones documented by the measurement community
---     (Markus Baersch, "Consent Mode V2 for Google Tags", simoahava.com,
---     2024; the analytics-debugger "Google Consent Parser" GTM template,
---     which reads a letter as a base64url digit 0-9a-zA-Z-_ holding the
---     default state in bits 3-2 and the update state in bits 1-0, 1 =
---     not set, 2 = denied, 3 = granted):
+--     a digit and a letter, then a trailing part.
+--   Neither parameter is specified in the Google documentation found for
+--   this work (the consent mode reference and the gtag.js consent API
+--   define the types and "granted"/"denied", not the wire encoding). The
+--   gcs reading is the one every published debugging guide agrees on
+--   (e.g. adriennevermorel.com "Consent Mode debugging: network
+--   parameters", conma.lat "What G100, G111 ... mean"). The gcd letters
+--   follow the measurement community's decoder, the analytics-debugger
+--   "Google Consent Parser" GTM template (github.com/analytics-debugger/
+--   gtm-template-server-side-google-consent-parser), which reads a letter
+--   as a base64url digit 0-9a-zA-Z-_ holding the default state in bits
+--   3-2 and the update state in bits 1-0, 1 = not set, 2 = denied, 3 =
+--   granted; the nine letters below are the ones such guides list. One
+--   guide (adriennevermorel.com) reads "l" as "default denied, no
+--   update" instead of "not set": with the default unset = "denied" both
+--   readings deny.
 --        l  no default, no update      p  default denied
 --        q  default denied, update denied
 --        t  default granted            r  default denied, update granted
 --        m  update denied (no default) n  update granted (no default)
 --        u  default granted, update denied
 --        v  default granted, update granted
---     The update wins over the default. Any other letter is undocumented
---     and makes the value malformed (fail closed). The digits between the
---     letters and the trailing part are undocumented and not read (they
---     must be digits, and the trailing part letters or digits).
+--   The update wins over the default. Any other letter is undocumented
+--   and makes the value malformed (fail closed). The digits between the
+--   letters and the trailing part are undocumented and not read (they
+--   must be digits, and the trailing part letters or digits).
 --
 -- local gcm = require "consent.gcm"
 -- return gcm.new{ ad_storage = "C0004", ad_user_data = "C0004",
