@@ -201,6 +201,8 @@ char *ngx_http_consent_headers_param(ngx_conf_t *cf,
     ngx_http_consent_dest_conf_t *dest, ngx_str_t *param);
 ngx_list_t *ngx_http_consent_headers(ngx_http_request_t *r,
     ngx_http_consent_dest_conf_t *dest);
+ngx_int_t ngx_http_consent_header_push(ngx_list_t *list, ngx_str_t *key,
+    ngx_str_t *lowcase, ngx_str_t *value);
 ngx_uint_t ngx_http_consent_token_char(u_char c);
 ngx_table_elt_t *ngx_http_consent_header_next(ngx_http_request_t *r,
     const char *name, size_t len, ngx_http_consent_header_cursor_t *c);

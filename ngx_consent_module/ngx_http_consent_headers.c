@@ -267,6 +267,21 @@ static ngx_int_t
 ngx_http_consent_headers_set(ngx_http_request_t *r, ngx_list_t *list,
     ngx_http_consent_header_name_t *name, ngx_str_t *value)
 {
+    return ngx_http_consent_header_push(list, &name->name, &name->lowcase,
+                                        value);
+}
+
+
+/*
+ * One more header in list (request or response headers).  The proxy
+ * module matches request header names by hash and lowcase_key; a
+ * response header needs only a non-zero hash (lowcase NULL).
+ */
+
+ngx_int_t
+ngx_http_consent_header_push(ngx_list_t *list, ngx_str_t *key,
+    ngx_str_t *lowcase, ngx_str_t *value)
+{
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(list);
@@ -274,11 +289,18 @@ ngx_http_consent_headers_set(ngx_http_request_t *r, ngx_list_t *list,
         return NGX_ERROR;
     }
 
-    /* the proxy module matches proxy_set_header names by hash */
-    h->key = name->name;
-    h->lowcase_key = name->lowcase.data;
-    h->hash = ngx_hash_key(name->lowcase.data, name->lowcase.len);
+    h->key = *key;
     h->value = *value;
+
+    if (lowcase != NULL) {
+        h->lowcase_key = lowcase->data;
+        h->hash = ngx_hash_key(lowcase->data, lowcase->len);
+
+    } else {
+        h->lowcase_key = NULL;
+        h->hash = 1;
+    }
+
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif

@@ -308,22 +308,13 @@ static ngx_int_t
 ngx_http_consent_add_header(ngx_http_request_t *r, const char *key,
     ngx_str_t *value)
 {
-    ngx_table_elt_t  *h;
+    ngx_str_t  name;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
+    name.len = ngx_strlen(key);
+    name.data = (u_char *) key;
 
-    h->hash = 1;
-    h->key.len = ngx_strlen(key);
-    h->key.data = (u_char *) key;
-    h->value = *value;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
+    return ngx_http_consent_header_push(&r->headers_out.headers, &name, NULL,
+                                        value);
 }
 
 

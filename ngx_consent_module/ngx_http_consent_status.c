@@ -609,15 +609,28 @@ ngx_http_consent_status_error(ngx_http_request_t *r, const char *code)
 }
 
 
-void
-ngx_http_consent_status_lua_error(ngx_http_request_t *r)
+/* the zone's counters, NULL without a zone (nginx -t, a failed start) */
+
+static ngx_http_consent_status_shm_t *
+ngx_http_consent_status_shm(ngx_http_request_t *r)
 {
     ngx_http_consent_main_conf_t  *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
-    if (cmcf->status != NULL && cmcf->status->sh != NULL) {
-        (void) ngx_atomic_fetch_add(&cmcf->status->sh->lua_errors, 1);
+    return cmcf->status != NULL ? cmcf->status->sh : NULL;
+}
+
+
+void
+ngx_http_consent_status_lua_error(ngx_http_request_t *r)
+{
+    ngx_http_consent_status_shm_t  *sh;
+
+    sh = ngx_http_consent_status_shm(r);
+
+    if (sh != NULL) {
+        (void) ngx_atomic_fetch_add(&sh->lua_errors, 1);
     }
 }
 
@@ -625,12 +638,12 @@ ngx_http_consent_status_lua_error(ngx_http_request_t *r)
 void
 ngx_http_consent_status_telemetry(ngx_http_request_t *r)
 {
-    ngx_http_consent_main_conf_t  *cmcf;
+    ngx_http_consent_status_shm_t  *sh;
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+    sh = ngx_http_consent_status_shm(r);
 
-    if (cmcf->status != NULL && cmcf->status->sh != NULL) {
-        (void) ngx_atomic_fetch_add(&cmcf->status->sh->telemetry, 1);
+    if (sh != NULL) {
+        (void) ngx_atomic_fetch_add(&sh->telemetry, 1);
     }
 }
 

@@ -51,24 +51,7 @@ EOF
 
 my $T = JSON::PP::true;
 my $F = JSON::PP::false;
-my $n = 0;
-
-# Posts one track event; returns the destinations it reached and the
-# categoryPreferences amplitude/facebook/webhook saw (from webhook, which
-# is unmapped and gets every accepted event).
-sub route {
-    my ($desc, $path, $event, $headers, $expect) = @_;
-    $n++;
-    my $name = "E$n";
-    my $body = qq({"userId":"u$n","event":"$name") . ($event ? ",$event" : '')
-             . '}';
-    $t->clear;
-    my $res = $t->post($path, $body, $headers);
-    ConsentTest::accepted_ok($res, $desc);
-    is_deeply([$t->routed($name)], $expect, "$desc: destinations");
-    my ($ev) = grep { $_->{event} eq $name } $t->received_events('webhook');
-    return $ev ? $ev->{context}{consent}{categoryPreferences} : undef;
-}
+sub route { $t->route_prefs(@_) }
 
 my $OT = 'OptanonConsent=isGpcEnabled=0&datestamp=Mon+Nov+23+2026'
        . '&version=202409.1.0&isIABGlobal=false&hosts=&consentId=0b5e'

@@ -190,11 +190,7 @@ function M.new(opts)
         return out
     end
 
-    local function deny_table()
-        local out = {}
-        for id in pairs(cats) do out[id] = false end
-        return out
-    end
+    local function deny_table() return util.fill(cats, false) end
 
     -- decoded strings are cached (one per source) and only read
     local function decoder()

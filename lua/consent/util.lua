@@ -9,6 +9,7 @@ local byte, char, sub, find, gsub = string.byte, string.char, string.sub,
                                     string.find, string.gsub
 local type, pairs, ipairs, tonumber, pcall = type, pairs, ipairs, tonumber,
                                              pcall
+local next = next
 
 local M = {}
 
@@ -201,6 +202,27 @@ function Bits:skip(n)
     return true
 end
 
+-- Reads a Fibonacci-coded positive integer (IAB GPP, "Consent String
+-- Specification", "About Fibonacci Encoding": bit i of the code word
+-- stands for F(i+2) = 1, 2, 3, 5, 8, ...; the word ends with the first
+-- "11"; "11" = 1, "011" = 2, "0011" = 3, "1011" = 4). At most max_bits
+-- bits (default 40) are read before the terminating 1. nil when the
+-- text ends first or the code word is longer.
+function Bits:fibonacci(max_bits)
+    max_bits = max_bits or 40
+    local a, b = 1, 2                  -- the values of the next two bits
+    local v, prev = 0, 0
+    for _ = 1, max_bits + 1 do
+        local bit = self:read(1)
+        if bit == nil then return nil end
+        if bit == 1 and prev == 1 then return v end
+        if bit == 1 then v = v + a end
+        prev = bit
+        a, b = b, a + b
+    end
+    return nil
+end
+
 -- ---------------------------------------------------------------------------
 -- Event access
 
@@ -290,6 +312,37 @@ function M.list(v, what)
         out[i] = x
     end
     return out
+end
+
+-- A fresh table with every key of `set` mapped to v (the "nothing
+-- consented" table of a mapping is fill(categories, false)).
+function M.fill(set, v)
+    local out = {}
+    for k in pairs(set) do out[k] = v end
+    return out
+end
+
+-- Reads the "signal = category or list of categories" options of a
+-- mapping (gpp's opt-outs, gcm's consent types): keys in `signals` map,
+-- keys in `options` are the mapping's other options, any other key is a
+-- configuration error naming `hint`. Returns map (signal -> list of
+-- ids) and the set of every category named.
+function M.category_map(opts, signals, options, name, hint)
+    local map, cats = {}, {}
+    for k, v in pairs(opts) do
+        if signals[k] then
+            local list = M.list(v, name .. ": " .. k)
+            assert(#list > 0, name .. ": " .. k .. " names no category")
+            map[k] = list
+            for _, id in ipairs(list) do cats[id] = true end
+        else
+            assert(options[k], name .. ": unknown option '" .. tostring(k)
+                   .. "' (" .. hint .. ")")
+        end
+    end
+    assert(next(map) ~= nil, name .. ": map at least one of the " .. hint ..
+           " to a category")
+    return map, cats
 end
 
 -- Merges two result tables for prefer = "both": a category is true only

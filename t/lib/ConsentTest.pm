@@ -963,6 +963,29 @@ sub routed {
     return @d;
 }
 
+# Posts one track event named "E<n>" (n counts per harness) with the
+# extra members $event (JSON text without braces, or ''), asserts it was
+# accepted and reached exactly the destinations @$expect, and returns
+# the categoryPreferences the unmapped destination $witness (default
+# "webhook", which gets every accepted event) received, or undef. Serves
+# the Lua mapping tests (t/21, t/23).
+sub route_prefs {
+    my ($self, $desc, $path, $event, $headers, $expect, $witness) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $n = ++$self->{route_n};
+    my $name = "E$n";
+    my $body = qq({"userId":"u$n","event":"$name") . ($event ? ",$event" : '')
+             . '}';
+    $self->clear;
+    my $res = $self->post($path, $body, $headers);
+    accepted_ok($res, $desc);
+    Test::More::is_deeply([$self->routed($name)], $expect,
+                          "$desc: destinations");
+    my ($ev) = grep { $_->{event} eq $name }
+               $self->received_events($witness // 'webhook');
+    return $ev ? $ev->{context}{consent}{categoryPreferences} : undef;
+}
+
 # Asserts an error reply: status, JSON content type, success false, code
 # and (when defined) message (a string for equality or a qr//).
 sub reply_is {

@@ -196,6 +196,27 @@ function H.call(hook, ev, req)
     return table.unpack(res, 2, res.n)
 end
 
+-- For fuzzing: H.call, but returns what is wrong instead of raising:
+-- nil when the hook raised nothing and returned nil, (nil, reason) or a
+-- table of string -> boolean; otherwise a description.
+function H.call_checked(hook, ev, req)
+    local ok, r, why = pcall(H.call, hook, ev, req)
+    if not ok then return "raised: " .. tostring(r) end
+    if r == nil then
+        if why ~= nil and type(why) ~= "string" then
+            return "a reason that is not a string"
+        end
+        return nil
+    end
+    if type(r) ~= "table" then return "returned a " .. type(r) end
+    for k, v in pairs(r) do
+        if type(k) ~= "string" or type(v) ~= "boolean" then
+            return "returned " .. show(r)
+        end
+    end
+    return nil
+end
+
 -- ---------------------------------------------------------------------------
 -- independent encoders (never share code with lua/consent/util.lua)
 

@@ -70,3 +70,35 @@ H.test("custom", function()
            H.make_req{ cookie = "consent=analytics=1" }) }, {},
          "own preferences kept")
 end)
+
+H.test("gpp", function()
+    local h = load_example("gpp")
+    -- usnat (DBABLA): CVQqAAAACg did not opt out; CVVVkkkkkpFY.YA opted
+    -- out of everything, no consent for some sensitive data, GPC
+    H.eq(H.call(h, H.make_ev(TRACK), H.make_req{
+            cookie = "__gpp=DBABLA~CVQqAAAACg; __gpp_sid=7" }),
+         { C0004 = true, C0005 = true }, "no opt-out")
+    H.eq(H.call(h, H.make_ev(TRACK), H.make_req{
+            cookie = "__gpp=DBABLA~CVVVkkkkkpFY.YA" }),
+         { C0004 = false, C0005 = false }, "opted out")
+    H.eq(H.call(h, H.make_ev(TRACK), H.make_req{ cookie = "__gpp=DBAB" }),
+         { C0004 = false, C0005 = false }, "malformed: deny")
+    H.eq({ H.call(h, H.make_ev(TRACK), H.make_req()) }, {}, "nothing: unchanged")
+end)
+
+H.test("gcm", function()
+    local h = load_example("gcm")
+    local function ev(v)
+        return H.make_ev([[{"type":"track","event":"E","userId":"u",
+            "context":{"consent":{"gcm":]] .. v .. "}}}")
+    end
+    H.eq(H.call(h, ev([[{"ad_storage":"granted","analytics_storage":"granted",
+            "ad_user_data":"denied","ad_personalization":"denied"}]]), H.make_req()),
+         { C0002 = true, C0004 = false }, "object, as in the comment")
+    H.eq(H.call(h, ev([["G101"]]), H.make_req()),
+         { C0002 = true, C0004 = false }, "gcs")
+    H.eq(H.call(h, ev([["13r3r3r3r5"]]), H.make_req()),
+         { C0002 = true, C0004 = true }, "gcd: all granted on update")
+    H.eq(H.call(h, ev([["13r3r3q3q5"]]), H.make_req()),
+         { C0002 = true, C0004 = false }, "gcd, as in the comment")
+end)

@@ -12,6 +12,7 @@ local ALLOWED = {
 }
 
 local MODULES = { "util", "onetrust", "trustarc", "ketch", "tcf", "gpc",
+                  "gpp", "gcm",
                   "rudderstack", "chain" }
 
 H.test("static: globals read or written (luac5.4 -l)", function()

@@ -114,3 +114,32 @@ H.test("split", function()
     H.eq(util.split("0|1,2", ",|"), { "0", "1", "2" }, "two separators")
     H.eq(util.split("", ","), {}, "empty")
 end)
+
+H.test("fill and category_map", function()
+    local a = util.fill({ x = true, y = true }, false)
+    H.eq(a, { x = false, y = false }, "fill")
+    H.ok(a ~= util.fill({ x = true, y = true }, false), "a fresh table")
+    local map, cats = util.category_map(
+        { s1 = "A", s2 = { "A", "B" }, opt = 1 },
+        { s1 = true, s2 = true, s3 = true }, { opt = true }, "m", "signals")
+    H.eq(map, { s1 = { "A" }, s2 = { "A", "B" } }, "map")
+    H.eq(cats, { A = true, B = true }, "categories")
+    H.raises(function()
+        util.category_map({ s4 = "A" }, { s1 = true }, {}, "m", "signals s1")
+    end, "m: unknown option 's4' %(signals s1%)", "unknown key")
+    H.raises(function()
+        util.category_map({ opt = 1 }, { s1 = true }, { opt = true }, "m",
+                          "signals s1")
+    end, "at least one of the signals s1", "nothing mapped")
+    H.raises(function()
+        util.category_map({ s1 = {} }, { s1 = true }, {}, "m", "x")
+    end, "names no category", "empty list")
+end)
+
+H.test("Bits:fibonacci", function()
+    -- 0011 = 3, 11 = 1, 1011 = 4: 001111 1011(00) = "P" then "s"
+    local r = util.bits("Ps")
+    H.eq({ r:fibonacci(), r:fibonacci(), r:fibonacci() }, { 3, 1, 4 },
+         "three code words")
+    H.eq(r:fibonacci(), nil, "the padding holds no terminated word")
+end)
