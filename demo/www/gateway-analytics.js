@@ -6,9 +6,9 @@
 //
 // No request goes to Segment: AnalyticsBrowser.load() gets the settings
 // object the CDN would serve (cdnSettings) instead of fetching it, and
-// the page sets window.analytics = { _cdn: location.origin } before the
-// bundle so that its lazy chunks come from /analytics-next/bundles/ on
-// the page's own origin.
+// demo/www/analytics-cdn.js, loaded before the bundle, sets
+// analytics._cdn so that its lazy chunks come from
+// /analytics-next/bundles/ on the page's own origin.
 (function () {
   'use strict';
 

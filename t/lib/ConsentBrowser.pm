@@ -49,8 +49,8 @@ sub check_ready {
     exit 1;
 }
 
-# nginx locations serving the test page, the page script shared with the
-# demo and analytics.js's UMD bundle with its lazy chunks (the page sets
+# nginx locations serving the test page, the demo's scripts it shares
+# (demo/www) and analytics.js's UMD bundle with its lazy chunks (the page sets
 # analytics._cdn to its own origin: /analytics-next/bundles/).
 sub static_locations {
     return <<"EOF";
@@ -61,7 +61,7 @@ sub static_locations {
             image/svg+xml           svg;
         }
         location = /page.html { root $ROOT/t/browser; }
-        location = /gateway-analytics.js { root $ROOT/demo/www; }
+        location /demo/ { alias $ROOT/demo/www/; }
         location /analytics-next/bundles/ { alias $BUNDLES/; }
 EOF
 }
