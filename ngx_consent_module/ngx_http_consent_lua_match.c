@@ -67,6 +67,7 @@ ngx_http_consent_match_class(int c, int cl)
     case 'u': res = isupper(c); break;
     case 'w': res = isalnum(c); break;
     case 'x': res = isxdigit(c); break;
+    case 'z': res = (c == 0); break;        /* deprecated, still there */
     default: return cl == c;
     }
 

@@ -30,15 +30,15 @@ static ngx_uint_t                  ngx_http_consent_lua_tripped;
 
 /* the environment, set up once with the standard libraries at hand */
 static const char  ngx_http_consent_lua_sandbox[] =
-    "local path = ...\n"
+    "local path, tripped = ...\n"
     "local cjson = require 'cjson'\n"
     "local G, loaded, error, type, select, rawget, rawset, pairs, tostring ="
     "  _G, package.loaded, error, type, select, rawget, rawset, pairs,"
     "  tostring\n"
     "local fmt, searchpath, loadfile = string.format, package.searchpath,"
     "  loadfile\n"
-    "local load, setmetatable, collectgarbage = load, setmetatable,"
-    "  collectgarbage\n"
+    "local load, setmetatable, collectgarbage, xpcall = load, setmetatable,"
+    "  collectgarbage, xpcall\n"
     "local function deny(name)\n"
     "  error(name .. ' is not available to consent hooks (sandbox)', 3)\n"
     "end\n"
@@ -88,6 +88,14 @@ static const char  ngx_http_consent_lua_sandbox[] =
     "G.load = function(chunk, name, mode, ...)\n"
     "  if select('#', ...) > 0 then return load(chunk, name, 't', (...)) end\n"
     "  return load(chunk, name, 't')\n"
+    "end\n"
+    /* the limit raises inside the count hook, where Lua runs a message
+       handler with hooks off: a spent budget skips the hook's handler */
+    "G.xpcall = function(f, msgh, ...)\n"
+    "  return xpcall(f, function(m)\n"
+    "    if tripped() then return m end\n"
+    "    return msgh(m)\n"
+    "  end, ...)\n"
     "end\n"
     "string.dump = function() deny('string.dump') end\n"
     "setmetatable(G, { __index = function(_, k)\n"
@@ -145,6 +153,14 @@ ngx_http_consent_lua_charge(lua_State *L, size_t n)
     lua_sethook(L, ngx_http_consent_lua_count, LUA_MASKCOUNT, 1);
 
     luaL_error(L, "instruction limit exceeded (consent_lua_max_instructions)");
+}
+
+
+static int
+ngx_http_consent_lua_tripped_fn(lua_State *L)
+{
+    lua_pushboolean(L, ngx_http_consent_lua_tripped);
+    return 1;
 }
 
 
@@ -317,7 +333,8 @@ ngx_http_consent_lua_setup(lua_State *L)
     lua_replace(L, -4);
     lua_pop(L, 2);
 
-    lua_call(L, 1, 0);
+    lua_pushcfunction(L, ngx_http_consent_lua_tripped_fn);
+    lua_call(L, 2, 0);
 
     return 0;
 }
