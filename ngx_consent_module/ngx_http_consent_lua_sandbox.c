@@ -12,7 +12,10 @@
 
 
 /* instructions between two count hook calls */
-#define NGX_HTTP_CONSENT_LUA_STEP  1000
+#define NGX_HTTP_CONSENT_LUA_STEP   1000
+
+/* the setup's own budget, whatever consent_lua_max_instructions says */
+#define NGX_HTTP_CONSENT_LUA_SETUP  10000000
 
 
 typedef struct {
@@ -348,7 +351,7 @@ ngx_http_consent_lua_state(ngx_http_consent_main_conf_t *cmcf,
 
     ngx_http_consent_lua_mem.used = 0;
     ngx_http_consent_lua_mem.cap = cmcf->max_memory;
-    ngx_http_consent_lua_max = cmcf->max_instructions;
+    ngx_http_consent_lua_max = NGX_HTTP_CONSENT_LUA_SETUP;
 
     L = lua_newstate(ngx_http_consent_lua_alloc, &ngx_http_consent_lua_mem);
     if (L == NULL) {
@@ -369,6 +372,8 @@ ngx_http_consent_lua_state(ngx_http_consent_main_conf_t *cmcf,
         lua_close(L);
         return NULL;
     }
+
+    ngx_http_consent_lua_max = cmcf->max_instructions;
 
     return L;
 }

@@ -327,11 +327,12 @@ $t->stop;
 # --- nginx -t ------------------------------------------------------------------
 
 sub nginx_t_bounded {
-    my ($hook) = @_;
+    my ($hook, $more) = @_;
     my @r;
     local $SIG{ALRM} = sub { die "nginx -t did not return\n" };
     alarm($slow ? 120 : 20);
-    @r = eval { ConsentTest::nginx_t("    consent_lua_hook $hook;\n") };
+    @r = eval { ConsentTest::nginx_t(($more // '')
+                                     . "    consent_lua_hook $hook;\n") };
     alarm 0;
     return @r ? @r : (-1, $@);
 }
@@ -353,5 +354,10 @@ for my $case (['exit0.lua', "os.exit(0)\nreturn {}\n",
     like($out, qr/\[emerg\].*\Q$name\E.*\Q$msg\E/s, "$name: says why")
         or diag $out;
 }
+
+# the sandbox's own setup is not held to a small limit
+my ($rc, $out) = nginx_t_bounded(hook_file('tiny.lua', "return {}\n"),
+                                 "    consent_lua_max_instructions 20;\n");
+is($rc, 0, 'consent_lua_max_instructions 20: nginx -t passes') or diag $out;
 
 done_testing;
