@@ -1,7 +1,9 @@
 -- Pattern cases run twice by t/22-lua-hostile.t: by lua5.4's own string
 -- library (the reference) and inside a hook, where string.find, match,
--- gmatch and gsub are the gateway's budgeted matcher.  Returns one line
--- per case; the two outputs must be identical.
+-- gmatch and gsub are the gateway's budgeted matcher.  The returned
+-- function gives one line per case for part 0 (the cases below) or
+-- parts 1..N (random patterns and subjects, the same for a given part
+-- in both); the two outputs must be identical.
 
 local function ser(...)
     local out = {}
@@ -66,8 +68,44 @@ local gmatches = {
     { "one two three", "%a+", 5 }, { "^a^b", "^%a" }, { "abc", "()" },
 }
 
-return function()
+local ATOMS = { "a", "b", ".", "%a", "%d", "%s", "%w", "[ab]", "[^a]",
+    "[a-c]", "%b()", "%f[%w]", "%1", "(", ")", "()", "^", "$", "*", "+",
+    "-", "?", "%", "[", "]", "%%", "x", "[%d-]", "%z", "%A" }
+local CHARS = { "a", "b", "c", "(", ")", " ", "1", "x", "-", "\0", "%" }
+local REPLS = { "<%0>", "%1", "x", { a = "A", ["("] = false },
+                function(a) return a and "[" .. a .. "]" end }
+
+local function pick(r, list, n)
+    local t = {}
+    for _ = 1, r(0, n) do t[#t + 1] = list[r(#list)] end
+    return table.concat(t)
+end
+
+local function random_part(part, lines)
+    math.randomseed(part)
+    local r = math.random
+    for i = 1, 300 do
+        local s, p, init = pick(r, CHARS, 12), pick(r, ATOMS, 7), r(-5, 14)
+        local id = part .. "." .. i .. " "
+        lines[#lines + 1] = "rfind " .. id .. try(string.find, s, p, init)
+        lines[#lines + 1] = "rmatch " .. id .. try(string.match, s, p, init)
+        lines[#lines + 1] = "rgsub " .. id
+                            .. try(string.gsub, s, p, REPLS[r(#REPLS)])
+        lines[#lines + 1] = "rgmatch " .. id .. try(function()
+            local out = {}
+            for a, b in string.gmatch(s, p, init) do
+                out[#out + 1] = ser(a, b)
+                if #out > 20 then break end
+            end
+            return table.concat(out, "|")
+        end)
+    end
+    return table.concat(lines, "\n")
+end
+
+return function(part)
     local lines = {}
+    if part and part > 0 then return random_part(part, lines) end
     for i, c in ipairs(finds) do
         lines[#lines + 1] = "find " .. i .. " " .. try(string.find, table.unpack(c, 1, 4))
         lines[#lines + 1] = "match " .. i .. " " .. try(string.match, c[1], c[2], c[3])
