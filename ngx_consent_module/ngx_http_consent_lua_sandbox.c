@@ -4,8 +4,9 @@
  * allocator; instructions by a count hook that is never removed and,
  * once the budget of a call is spent, raises on every instruction, so
  * that pcall, error handlers and __close cannot go on; C functions that
- * loop over their arguments charge the same budget.  The global
- * environment keeps only what docs/lua.md lists ("The sandbox").
+ * loop over their arguments charge the same budget, and a wall clock
+ * stops what the count cannot see.  The global environment keeps only
+ * what docs/lua.md lists ("The sandbox").
  */
 
 #include "ngx_http_consent_lua.h"
@@ -16,6 +17,9 @@
 
 /* the setup's own budget, whatever consent_lua_max_instructions says */
 #define NGX_HTTP_CONSENT_LUA_SETUP  10000000
+
+/* wall time a call may take, per instruction of its budget: 1m -> 5 s */
+#define NGX_HTTP_CONSENT_LUA_NS_PER_INSTRUCTION  5000
 
 
 typedef struct {
@@ -29,6 +33,7 @@ static ngx_http_consent_lua_mem_t  ngx_http_consent_lua_mem;
 static size_t                      ngx_http_consent_lua_max;
 static size_t                      ngx_http_consent_lua_left;
 static ngx_uint_t                  ngx_http_consent_lua_tripped;
+static uint64_t                    ngx_http_consent_lua_deadline;
 
 
 /* the environment, set up once with the standard libraries at hand */
@@ -136,9 +141,30 @@ ngx_http_consent_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 }
 
 
+/* a coarse monotonic clock, in ns: a few ns a call (vDSO) */
+
+static uint64_t
+ngx_http_consent_lua_clock(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
 static void
 ngx_http_consent_lua_count(lua_State *L, lua_Debug *ar)
 {
+    /*
+     * A backstop for C functions whose cost no count sees, such as
+     * next() scanning a large emptied array part from its start.
+     */
+    if (ngx_http_consent_lua_clock() > ngx_http_consent_lua_deadline) {
+        ngx_http_consent_lua_left = 0;
+    }
+
     ngx_http_consent_lua_charge(L, lua_gethookcount(L));
 }
 
@@ -172,6 +198,9 @@ ngx_http_consent_lua_arm(lua_State *L)
 {
     ngx_http_consent_lua_left = ngx_http_consent_lua_max;
     ngx_http_consent_lua_tripped = 0;
+    ngx_http_consent_lua_deadline = ngx_http_consent_lua_clock()
+        + (uint64_t) ngx_http_consent_lua_max
+          * NGX_HTTP_CONSENT_LUA_NS_PER_INSTRUCTION;
 
     lua_sethook(L, ngx_http_consent_lua_count, LUA_MASKCOUNT,
                 (int) ngx_min(ngx_http_consent_lua_max,

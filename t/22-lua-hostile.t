@@ -327,6 +327,42 @@ unlike($t->error_log, qr/exited on signal|exited with code [1-9]/,
      'big: no worker crashed');
 $t->stop;
 
+# --- C work the count cannot see: next() over an emptied array part -------
+
+# each next(t) scans 100,000 empty slots from the start (~100 us): with
+# 200,000 instructions a call used to take seconds; the wall clock stops
+# it after 200,000 x 5 us = 1 s
+my $next = hook_file('next.lua', <<'LUA');
+local t = table.pack(string.byte(("x"):rep(100000), 1, -1))
+table.move({}, 1, 99999, 1, t)
+return { event = function(ev, req)
+  local n = next
+  for i = 1, 1e9 do n(t) end
+end }
+LUA
+
+$t = ConsentTest->new(
+    dests => { map { $_ => {} } qw(amplitude webhook) },
+    http  => <<"NGX",
+    consent_lua_max_instructions 200000;
+    consent_category C0002 "Performance";
+    consent_destination amplitude /_dest/amplitude C0002;
+    consent_destination webhook   /_dest/webhook;
+    consent_lua_hook $next;
+NGX
+);
+$t->{ua} = HTTP::Tiny->new(timeout => $slow ? 60 : 10, keep_alive => 0);
+
+{
+    my $t0 = time;
+    my $res = $t->post('/v1/track', '{"userId":"u","event":"Next"}');
+    my $secs = time - $t0;
+    is($res->{status}, 200, 'next: accepted');
+    is_deeply([$t->routed('Next')], ['webhook'], 'next: fails closed');
+    ok($secs < 2, sprintf('next: stopped after %.2f s (< 2 s)', $secs));
+}
+$t->stop;
+
 # --- nginx -t ------------------------------------------------------------------
 
 sub nginx_t_bounded {
