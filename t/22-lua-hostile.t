@@ -238,8 +238,9 @@ for my $name (qw(bad_utf8 bad_utf8_2)) {
     my $secs = time - $t0;
     is($res->{status}, 200, 'many_keys: accepted');
     $t->nothing_received('many_keys: integrations off: nothing forwarded');
-    ok($slow || $secs < 2,
-       sprintf('many_keys: 50,000 keys in %.2f s (< 2 s)', $secs));
+    my $max = $slow ? 30 : 2;
+    ok($secs < $max, sprintf('many_keys: 50,000 keys in %.2f s (< %d s)',
+                             $secs, $max));
 }
 
 # --- the pattern matcher is Lua's --------------------------------------------
@@ -359,7 +360,10 @@ $t->{ua} = HTTP::Tiny->new(timeout => $slow ? 60 : 10, keep_alive => 0);
     my $secs = time - $t0;
     is($res->{status}, 200, 'next: accepted');
     is_deeply([$t->routed('Next')], ['webhook'], 'next: fails closed');
-    ok($secs < 2, sprintf('next: stopped after %.2f s (< 2 s)', $secs));
+    # valgrind: scans are slower between two checks of the clock
+    my $max = $slow ? 20 : 2;
+    ok($secs < $max, sprintf('next: stopped after %.2f s (< %d s)', $secs,
+                             $max));
 }
 $t->stop;
 
