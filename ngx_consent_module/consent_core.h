@@ -271,6 +271,26 @@ int consent_json_str_eq(const unsigned char *base,
     const consent_json_tok_t *t, const char *s, size_t n);
 int consent_json_hex4(const unsigned char *p, unsigned *v);
 
+/* the length of the valid UTF-8 sequence at p (< end), or 0 */
+size_t consent_utf8_len(const unsigned char *p, const unsigned char *end);
+
+
+/*
+ * A preference set as a hook returns it, written as the JSON object
+ * that becomes context.consent.categoryPreferences: keys sorted
+ * (bytewise, shorter first) so the body does not depend on hashing,
+ * escaped as JSON.  consent_prefs_size() is the room out needs.
+ * Returns the length written, or 0 if a key is not valid UTF-8 (the
+ * forwarded body must be valid JSON).  Sorts prefs in place.
+ */
+typedef struct {
+    consent_str_t    key;
+    int              value;
+} consent_pref_t;
+
+size_t consent_prefs_size(const consent_pref_t *prefs, size_t n);
+size_t consent_prefs_json(consent_pref_t *prefs, size_t n, char *out);
+
 
 long consent_policy_category(const consent_policy_t *p,
     const unsigned char *b, const consent_json_tok_t *key);

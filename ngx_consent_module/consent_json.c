@@ -224,6 +224,14 @@ utf8_len(const unsigned char *p, const unsigned char *end)
 }
 
 
+/* the same for any byte, for the rest of the module (one validator) */
+size_t
+consent_utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    return *p < 0x80 ? 1 : utf8_len(p, end);
+}
+
+
 /*
  * The string whose opening quote is at p[-1]: returns the byte after
  * its closing quote, or NULL with *err and *at set.  *escaped is set

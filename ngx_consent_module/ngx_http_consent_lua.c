@@ -2,95 +2,24 @@
 /*
  * ngx_consent: Lua 5.4 hooks.  One Lua state per worker; a hook file
  * returns a table whose event(ev, req) maps CMP signals to category
- * preferences.  Runaway hooks are stopped by an instruction count and
- * a memory cap; every failure fails closed.
+ * preferences.  Every call into Lua that can raise runs under
+ * lua_pcall, so that an error, the memory cap or the instruction limit
+ * fails the event closed and never the worker.  The state and its
+ * limits: ngx_http_consent_lua_sandbox.c; ev and req:
+ * ngx_http_consent_lua_ev.c.
  */
 
-#include <lua.h>
-#include <lauxlib.h>
-#include <lualib.h>
-
-#include "ngx_http_consent.h"
-
+#include "ngx_http_consent_lua.h"
 
 
 #define NGX_HTTP_CONSENT_LUA_SEEN_MAX  128
 
 
-typedef struct {
-    size_t                     used;
-    size_t                     cap;
-} ngx_http_consent_lua_mem_t;
-
-
 /* per worker */
 static lua_State                    *ngx_http_consent_L;
-static ngx_http_consent_lua_mem_t    ngx_http_consent_lua_mem;
 static ngx_http_consent_main_conf_t *ngx_http_consent_lua_conf;
-static ngx_http_request_t           *ngx_http_consent_lua_r;
-static int                           ngx_http_consent_lua_mt = LUA_NOREF;
-static int                           ngx_http_consent_lua_seen = LUA_NOREF;
+static uint32_t      ngx_http_consent_lua_seen[NGX_HTTP_CONSENT_LUA_SEEN_MAX];
 static ngx_uint_t                    ngx_http_consent_lua_nseen;
-
-
-/* ev's metatable: members decoded with cjson on first use */
-static const char  ngx_http_consent_lua_prelude[] =
-    "local cjson = require 'cjson'\n"
-    "local sub, rawget, rawset = string.sub, rawget, rawset\n"
-    "local spans = { consent = { '_cs', '_ce' }, context = { '_xs', '_xe' },\n"
-    "                properties = { '_ps', '_pe' } }\n"
-    "local function json(ev)\n"
-    "    return sub(rawget(ev, '_b'), rawget(ev, '_s'), rawget(ev, '_e'))\n"
-    "end\n"
-    "return { __index = function(ev, k)\n"
-    "    if k == 'json' then return json end\n"
-    "    local span = spans[k]\n"
-    "    if span == nil then return nil end\n"
-    "    local s = rawget(ev, span[1])\n"
-    "    if s == nil then return nil end\n"
-    "    local b, e = rawget(ev, '_b'), rawget(ev, span[2])\n"
-    "    local v = cjson.decode(sub(b, s, e))\n"
-    "    rawset(ev, k, v)\n"
-    "    return v\n"
-    "end }\n";
-
-
-static void *
-ngx_http_consent_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    ngx_http_consent_lua_mem_t *mem = ud;
-
-    void  *p;
-
-    if (ptr == NULL) {
-        osize = 0;                          /* osize is a type tag then */
-    }
-
-    if (nsize == 0) {
-        free(ptr);
-        mem->used -= osize;
-        return NULL;
-    }
-
-    if (nsize > osize && mem->used + (nsize - osize) > mem->cap) {
-        return NULL;                        /* Lua raises "not enough memory" */
-    }
-
-    p = realloc(ptr, nsize);
-
-    if (p != NULL) {
-        mem->used = mem->used - osize + nsize;
-    }
-
-    return p;
-}
-
-
-static void
-ngx_http_consent_lua_count(lua_State *L, lua_Debug *ar)
-{
-    luaL_error(L, "instruction limit exceeded (consent_lua_max_instructions)");
-}
 
 
 static int
@@ -105,59 +34,27 @@ ngx_http_consent_lua_traceback(lua_State *L)
 }
 
 
-/* req.headers / req.headers_all / req.cookies lookups */
-
-static ngx_http_request_t *
-ngx_http_consent_lua_request(lua_State *L, ngx_str_t *name)
-{
-    size_t  len;
-
-    if (ngx_http_consent_lua_r == NULL || lua_type(L, 2) != LUA_TSTRING) {
-        return NULL;                        /* outside a hook call */
-    }
-
-    name->data = (u_char *) lua_tolstring(L, 2, &len);
-    name->len = len;
-
-    return ngx_http_consent_lua_r;
-}
-
+/* protected: runs a hook file, returns its event function (or nil) */
 
 static int
-ngx_http_consent_lua_headers(lua_State *L)
+ngx_http_consent_lua_run_file(lua_State *L)
 {
-    int                                all, n;
-    ngx_str_t                          name;
-    ngx_table_elt_t                   *h;
-    ngx_http_request_t                *r;
-    ngx_http_consent_header_cursor_t   c;
+    const char  *path = lua_touserdata(L, 1);
 
-    all = (int) lua_tointeger(L, lua_upvalueindex(1));
-    r = ngx_http_consent_lua_request(L, &name);
-
-    if (all) {
-        lua_newtable(L);
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+        return lua_error(L);
     }
 
-    n = 0;
-    c.part = NULL;
+    lua_call(L, 0, 1);
 
-    while (r != NULL
-           && (h = ngx_http_consent_header_next(r, (char *) name.data,
-                                                name.len, &c))
-              != NULL)
-    {
-        lua_pushlstring(L, (char *) h->value.data, h->value.len);
-
-        if (!all) {
-            return 1;
-        }
-
-        lua_rawseti(L, -2, ++n);
+    if (!lua_istable(L, -1)) {
+        lua_pushliteral(L, "the hook file must return a table");
+        return lua_error(L);
     }
 
-    if (!all) {
-        lua_pushnil(L);
+    if (lua_getfield(L, -1, "event") != LUA_TNIL && !lua_isfunction(L, -1)) {
+        lua_pushliteral(L, "the hook's \"event\" must be a function");
+        return lua_error(L);
     }
 
     return 1;
@@ -165,110 +62,10 @@ ngx_http_consent_lua_headers(lua_State *L)
 
 
 static int
-ngx_http_consent_lua_cookies(lua_State *L)
+ngx_http_consent_lua_ref(lua_State *L)
 {
-    u_char                            *p, *end, *eq, *semi;
-    ngx_str_t                          name;
-    ngx_table_elt_t                   *h;
-    ngx_http_request_t                *r;
-    ngx_http_consent_header_cursor_t   c;
-
-    r = ngx_http_consent_lua_request(L, &name);
-    c.part = NULL;
-
-    while (r != NULL
-           && (h = ngx_http_consent_header_next(r, "cookie", 6, &c)) != NULL)
-    {
-        p = h->value.data;
-        end = p + h->value.len;
-
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t')) {
-                p++;
-            }
-
-            semi = ngx_strlchr(p, end, ';');
-            if (semi == NULL) {
-                semi = end;
-            }
-
-            eq = ngx_strlchr(p, semi, '=');
-
-            if (eq != NULL && (size_t) (eq - p) == name.len
-                && ngx_strncmp(p, name.data, name.len) == 0)
-            {
-                lua_pushlstring(L, (char *) eq + 1, semi - eq - 1);
-                return 1;
-            }
-
-            p = semi + 1;
-        }
-    }
-
-    lua_pushnil(L);
+    lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
     return 1;
-}
-
-
-static void
-ngx_http_consent_lua_lookup_table(lua_State *L, const char *field,
-    lua_CFunction fn, int all)
-{
-    lua_newtable(L);                            /* the proxy table */
-    lua_createtable(L, 0, 1);                   /* its metatable */
-    lua_pushinteger(L, all);
-    lua_pushcclosure(L, fn, 1);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, -2, field);
-}
-
-
-/* a state with the standard libraries, our path and the ev metatable */
-
-static lua_State *
-ngx_http_consent_lua_new(ngx_http_consent_main_conf_t *cmcf, ngx_log_t *log)
-{
-    lua_State  *L;
-
-    ngx_http_consent_lua_mem.used = 0;
-    ngx_http_consent_lua_mem.cap = cmcf->max_memory;
-
-    L = lua_newstate(ngx_http_consent_lua_alloc, &ngx_http_consent_lua_mem);
-    if (L == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "consent: cannot create Lua state");
-        return NULL;
-    }
-
-    luaL_openlibs(L);
-
-    /* ";;" stands for Lua's default path, as in LUA_PATH */
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    lua_pushfstring(L, ";%s;", lua_tostring(L, -1));
-    luaL_gsub(L, (char *) cmcf->lua_path.data, ";;", lua_tostring(L, -1));
-    lua_setfield(L, -4, "path");
-    lua_pop(L, 3);
-
-    if (luaL_loadbuffer(L, ngx_http_consent_lua_prelude,
-                        sizeof(ngx_http_consent_lua_prelude) - 1, "=consent")
-        != LUA_OK
-        || lua_pcall(L, 0, 1, 0) != LUA_OK)
-    {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "consent: Lua prelude failed (is lua-cjson "
-                      "installed?): %s", lua_tostring(L, -1));
-        lua_close(L);
-        return NULL;
-    }
-
-    ngx_http_consent_lua_mt = luaL_ref(L, LUA_REGISTRYINDEX);
-
-    lua_newtable(L);
-    ngx_http_consent_lua_seen = luaL_ref(L, LUA_REGISTRYINDEX);
-
-    return L;
 }
 
 
@@ -277,38 +74,21 @@ ngx_http_consent_lua_new(ngx_http_consent_main_conf_t *cmcf, ngx_log_t *log)
  * function (or nil) on the stack.  On failure returns the message.
  */
 static const char *
-ngx_http_consent_lua_load(lua_State *L, ngx_http_consent_main_conf_t *cmcf,
-    ngx_http_consent_hook_t *hook)
+ngx_http_consent_lua_load(lua_State *L, ngx_http_consent_hook_t *hook)
 {
-    int  rc;
-
+    lua_settop(L, 0);
     lua_pushcfunction(L, ngx_http_consent_lua_traceback);
+    lua_pushcfunction(L, ngx_http_consent_lua_run_file);
+    lua_pushlightuserdata(L, hook->path.data);
 
-    rc = luaL_loadfilex(L, (char *) hook->path.data, "t");
+    ngx_http_consent_lua_arm(L);
 
-    if (rc == LUA_OK) {
-        lua_sethook(L, ngx_http_consent_lua_count, LUA_MASKCOUNT,
-                    (int) cmcf->max_instructions);
-        rc = lua_pcall(L, 0, 1, -2);
-        lua_sethook(L, NULL, 0, 0);
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+        return lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                   : "(error object is not a string)";
     }
 
-    if (rc != LUA_OK) {
-        return lua_tostring(L, -1);
-    }
-
-    if (!lua_istable(L, -1)) {
-        return "the hook file must return a table";
-    }
-
-    lua_getfield(L, -1, "event");
-
-    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
-        return "the hook's \"event\" must be a function";
-    }
-
-    lua_remove(L, -2);                          /* the table */
-    lua_remove(L, -2);                          /* the traceback */
+    lua_remove(L, 1);                           /* the traceback */
 
     return NULL;
 }
@@ -383,7 +163,7 @@ ngx_http_consent_lua_check(ngx_conf_t *cf, ngx_http_consent_main_conf_t *cmcf)
         return NGX_OK;
     }
 
-    L = ngx_http_consent_lua_new(cmcf, cf->log);
+    L = ngx_http_consent_lua_state(cmcf, cf->log);
     if (L == NULL) {
         return NGX_ERROR;
     }
@@ -391,22 +171,28 @@ ngx_http_consent_lua_check(ngx_conf_t *cf, ngx_http_consent_main_conf_t *cmcf)
     hook = cmcf->hooks.elts;
 
     for (i = 0; i < cmcf->hooks.nelts; i++) {
-        err = ngx_http_consent_lua_load(L, cmcf, &hook[i]);
+        err = ngx_http_consent_lua_load(L, &hook[i]);
 
         if (err != NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "consent_lua_hook \"%V\" failed: %s in %s:%ui",
                           &hook[i].path, err, hook[i].file, hook[i].line);
-            lua_close(L);
+            ngx_http_consent_lua_close(L);
             return NGX_ERROR;
         }
-
-        lua_settop(L, 0);
     }
 
-    lua_close(L);
+    ngx_http_consent_lua_close(L);
 
     return NGX_OK;
+}
+
+
+static int
+ngx_http_consent_lua_open(lua_State *L)
+{
+    ngx_http_consent_lua_open_ev(L);
+    return 0;
 }
 
 
@@ -423,28 +209,44 @@ ngx_http_consent_lua_init_worker(ngx_cycle_t *cycle,
         return NGX_OK;
     }
 
-    L = ngx_http_consent_lua_new(cmcf, cycle->log);
+    /* hooks fail closed until the next reload if this fails */
+
+    L = ngx_http_consent_lua_state(cmcf, cycle->log);
     if (L == NULL) {
-        /* hooks fail closed until the next reload */
+        return NGX_OK;
+    }
+
+    lua_pushcfunction(L, ngx_http_consent_lua_open);
+
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "consent: Lua hooks fail closed: %s",
+                      lua_tostring(L, -1));
+        ngx_http_consent_lua_close(L);
         return NGX_OK;
     }
 
     hook = cmcf->hooks.elts;
 
     for (i = 0; i < cmcf->hooks.nelts; i++) {
-        err = ngx_http_consent_lua_load(L, cmcf, &hook[i]);
+        err = ngx_http_consent_lua_load(L, &hook[i]);
 
         if (err != NULL) {
             ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                           "consent_lua_hook \"%V\" failed in worker, its "
                           "events fail closed: %s", &hook[i].path, err);
             hook[i].ref = LUA_REFNIL;
-            lua_settop(L, 0);
-            continue;
+
+        } else if (lua_isnil(L, -1)) {
+            hook[i].ref = LUA_NOREF;
+
+        } else {
+            lua_pushcfunction(L, ngx_http_consent_lua_ref);
+            lua_insert(L, -2);
+            hook[i].ref = (lua_pcall(L, 1, 1, 0) == LUA_OK)
+                          ? (int) lua_tointeger(L, -1) : LUA_REFNIL;
         }
 
-        hook[i].ref = lua_isnil(L, -1) ? LUA_NOREF
-                                       : luaL_ref(L, LUA_REGISTRYINDEX);
         lua_settop(L, 0);
     }
 
@@ -459,197 +261,39 @@ void
 ngx_http_consent_lua_exit_worker(void)
 {
     if (ngx_http_consent_L) {
-        lua_close(ngx_http_consent_L);
+        ngx_http_consent_lua_close(ngx_http_consent_L);
         ngx_http_consent_L = NULL;
     }
-}
-
-
-/* the request as a Lua table, built once per request */
-
-static void
-ngx_http_consent_lua_push_req(lua_State *L, ngx_http_request_t *r,
-    ngx_http_consent_ctx_t *ctx)
-{
-    if (ctx->lua_req != LUA_NOREF && ctx->lua_req != 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_req);
-        return;
-    }
-
-    lua_createtable(L, 0, 5);
-    lua_pushlstring(L, (char *) r->uri.data, r->uri.len);
-    lua_setfield(L, -2, "uri");
-    lua_pushlstring(L, (char *) r->connection->addr_text.data,
-                    r->connection->addr_text.len);
-    lua_setfield(L, -2, "remote_addr");
-
-    ngx_http_consent_lua_lookup_table(L, "headers",
-                                      ngx_http_consent_lua_headers, 0);
-    ngx_http_consent_lua_lookup_table(L, "headers_all",
-                                      ngx_http_consent_lua_headers, 1);
-    ngx_http_consent_lua_lookup_table(L, "cookies",
-                                      ngx_http_consent_lua_cookies, 0);
-
-    lua_pushvalue(L, -1);
-    ctx->lua_req = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
-
-/* pushes a scanned scalar: string, number, boolean; nil otherwise */
-
-static void
-ngx_http_consent_lua_push_value(lua_State *L, consent_result_t *res,
-    uint32_t t)
-{
-    u_char                    *buf;
-    size_t                     n;
-    luaL_Buffer                b;
-    const consent_json_tok_t  *tok = &res->tok[t];
-
-    switch (tok->type) {
-
-    case CONSENT_JSON_STRING:
-        buf = (u_char *) luaL_buffinitsize(L, &b, tok->end - tok->start);
-        n = consent_json_str_decode(res->body, tok, buf);
-        luaL_pushresultsize(&b, n);
-        return;
-
-    case CONSENT_JSON_NUMBER:
-        lua_pushlstring(L, (char *) res->body + tok->start,
-                        tok->end - tok->start);
-        if (lua_stringtonumber(L, lua_tostring(L, -1)) != 0) {
-            lua_remove(L, -2);
-        }
-        return;
-
-    case CONSENT_JSON_TRUE:
-    case CONSENT_JSON_FALSE:
-        lua_pushboolean(L, tok->type == CONSENT_JSON_TRUE);
-        return;
-
-    default:
-        lua_pushnil(L);
-        return;
-    }
-}
-
-
-static void
-ngx_http_consent_lua_field(lua_State *L, consent_result_t *res,
-    uint32_t obj, const char *key, const char *field)
-{
-    uint32_t  t;
-
-    t = consent_json_member(res->body, res->tok, obj, key, ngx_strlen(key));
-
-    if (t == 0) {
-        return;
-    }
-
-    ngx_http_consent_lua_push_value(L, res, t);
-    lua_setfield(L, -2, field);
-}
-
-
-/* ev: scalars now, JSON members as offsets into the body for later */
-
-static void
-ngx_http_consent_lua_span(lua_State *L, const consent_json_tok_t *tok,
-    uint32_t t, const char *s, const char *e)
-{
-    if (t == 0) {
-        return;
-    }
-
-    lua_pushinteger(L, tok[t].start + 1);
-    lua_setfield(L, -2, s);
-    lua_pushinteger(L, tok[t].end);
-    lua_setfield(L, -2, e);
-}
-
-
-static void
-ngx_http_consent_lua_push_ev(lua_State *L, ngx_http_consent_ctx_t *ctx,
-    consent_result_t *res, uint32_t i)
-{
-    uint32_t                   obj;
-    consent_event_t           *ev;
-    const consent_json_tok_t  *tok = res->tok;
-
-    ev = &res->events[i];
-    obj = ev->tok;
-
-    lua_createtable(L, 0, 12);
-
-    lua_pushstring(L, consent_type_name(ev->type));
-    lua_setfield(L, -2, "type");
-
-    ngx_http_consent_lua_field(L, res, obj, "event", "event");
-    ngx_http_consent_lua_field(L, res, obj, "userId", "userId");
-    ngx_http_consent_lua_field(L, res, obj, "anonymousId", "anonymousId");
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_body);
-    lua_setfield(L, -2, "_b");
-    lua_pushinteger(L, ev->start + 1);
-    lua_setfield(L, -2, "_s");
-    lua_pushinteger(L, ev->end);
-    lua_setfield(L, -2, "_e");
-
-    ngx_http_consent_lua_span(L, tok, ev->prefs, "_cs", "_ce");
-
-    if (ev->broken) {
-        /* a malformed consent object is not "no consent": cjson.null */
-        lua_pushlightuserdata(L, NULL);
-        lua_setfield(L, -2, "consent");
-    }
-    ngx_http_consent_lua_span(L, tok,
-                              consent_json_member(res->body, tok, obj,
-                                                  "context", 7),
-                              "_xs", "_xe");
-    ngx_http_consent_lua_span(L, tok,
-                              consent_json_member(res->body, tok, obj,
-                                                  "properties", 10),
-                              "_ps", "_pe");
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_consent_lua_mt);
-    lua_setmetatable(L, -2);
 }
 
 
 /* logs the first occurrence of each distinct error at error level */
 
 static void
-ngx_http_consent_lua_error(lua_State *L, ngx_http_request_t *r,
-    const char *msg)
+ngx_http_consent_lua_error(ngx_http_request_t *r, const char *msg)
 {
     size_t       len;
+    uint32_t     crc;
+    ngx_uint_t   i;
     const char  *nl;
 
     ngx_http_consent_status_lua_error(r);
 
     nl = ngx_strchr(msg, '\n');
     len = nl ? (size_t) (nl - msg) : ngx_strlen(msg);
+    crc = ngx_crc32_short((u_char *) msg, len);
 
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_consent_lua_seen);
-    lua_pushlstring(L, msg, len);
-
-    if (lua_rawget(L, -2) != LUA_TNIL) {
-        lua_pop(L, 2);
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "consent: Lua hook failed again: %s", msg);
-        return;
+    for (i = 0; i < ngx_http_consent_lua_nseen; i++) {
+        if (ngx_http_consent_lua_seen[i] == crc) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "consent: Lua hook failed again: %s", msg);
+            return;
+        }
     }
-
-    lua_pop(L, 1);
 
     if (ngx_http_consent_lua_nseen < NGX_HTTP_CONSENT_LUA_SEEN_MAX) {
-        ngx_http_consent_lua_nseen++;
-        lua_pushlstring(L, msg, len);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -3);
+        ngx_http_consent_lua_seen[ngx_http_consent_lua_nseen++] = crc;
     }
-
-    lua_pop(L, 1);
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "consent: Lua hook failed, event fails closed "
@@ -657,75 +301,63 @@ ngx_http_consent_lua_error(lua_State *L, ngx_http_request_t *r,
 }
 
 
-/* a returned preferences table: JSON text for the event, and the mask */
+/*
+ * A returned preferences table (at -1): the JSON text for the event,
+ * and the mask.  Runs protected; keys stay valid while the table is on
+ * the stack.
+ */
 
 static const char *
-ngx_http_consent_lua_prefs(lua_State *L, ngx_http_request_t *r,
-    ngx_http_consent_ctx_t *ctx, consent_result_t *res, uint32_t i,
-    uint64_t *consented)
+ngx_http_consent_lua_prefs(lua_State *L, ngx_http_consent_lua_call_t *call)
 {
-    u_char                       *p;
-    size_t                        size, n, k, j;
+    char                         *out;
+    size_t                        n, k, len;
     long                          c;
-    ngx_str_t                    *keys, key;
-    ngx_uint_t                   *vals, v;
+    consent_pref_t               *prefs;
+    consent_result_t             *res = call->res;
+    ngx_http_request_t           *r = call->r;
     ngx_http_consent_loc_conf_t  *clcf;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
-
     n = 0;
-    size = 2;
 
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
         if (lua_type(L, -2) != LUA_TSTRING) {
-            lua_pop(L, 2);
             return "the hook returned a preference whose key is not a string";
         }
 
         if (!lua_isboolean(L, -1)) {
-            lua_pop(L, 2);
             return "the hook returned a preference that is not a boolean";
         }
 
-        size += lua_rawlen(L, -2) * 6 + sizeof("\"\":false,");
         n++;
         lua_pop(L, 1);
     }
 
-    keys = ngx_palloc(r->pool, (n + 1) * sizeof(ngx_str_t));
-    vals = ngx_palloc(r->pool, (n + 1) * sizeof(ngx_uint_t));
-    p = ngx_pnalloc(r->pool, size);
-    if (keys == NULL || vals == NULL || p == NULL) {
+    prefs = ngx_palloc(r->pool, (n + 1) * sizeof(consent_pref_t));
+    if (prefs == NULL) {
         return "out of memory";
     }
 
-    /* sorted by key, so the forwarded JSON does not depend on hashing */
     k = 0;
+
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
-        key.data = (u_char *) lua_tolstring(L, -2, &key.len);
-        v = lua_toboolean(L, -1);
-
-        for (j = k; j > 0 && ngx_memn2cmp(keys[j - 1].data, key.data,
-                                         keys[j - 1].len, key.len) > 0; j--)
-        {
-            keys[j] = keys[j - 1];
-            vals[j] = vals[j - 1];
-        }
-
-        keys[j] = key;
-        vals[j] = v;
+        prefs[k].key.data = lua_tolstring(L, -2, &prefs[k].key.len);
+        prefs[k].value = lua_toboolean(L, -1);
         k++;
-
-        if (v) {
-            c = consent_policy_find(&clcf->policy, (char *) key.data, key.len);
-            if (c >= 0) {
-                consented[c / 64] |= (uint64_t) 1 << (c % 64);
-            }
-        }
-
         lua_pop(L, 1);
+    }
+
+    out = ngx_pnalloc(r->pool, consent_prefs_size(prefs, n));
+    if (out == NULL) {
+        return "out of memory";
+    }
+
+    /* sorted, so the forwarded JSON does not depend on hashing */
+    len = consent_prefs_json(prefs, n, out);
+    if (len == 0) {
+        return "the hook returned a preference key that is not valid UTF-8";
     }
 
     if (res->rewrite == NULL) {
@@ -736,25 +368,85 @@ ngx_http_consent_lua_prefs(lua_State *L, ngx_http_request_t *r,
         }
     }
 
-    res->rewrite[i].data = (char *) p;
+    res->rewrite[call->i].data = out;
+    res->rewrite[call->i].len = len;
 
-    *p++ = '{';
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
 
-    for (j = 0; j < k; j++) {
-        if (j) {
-            *p++ = ',';
+    for (k = 0; k < n; k++) {
+        if (!prefs[k].value) {
+            continue;
         }
 
-        *p++ = '"';
-        p = (u_char *) ngx_escape_json(p, keys[j].data, keys[j].len);
-        p = ngx_sprintf(p, "\":%s", vals[j] ? "true" : "false");
+        c = consent_policy_find(&clcf->policy, prefs[k].key.data,
+                                prefs[k].key.len);
+        if (c >= 0) {
+            call->consented[c / 64] |= (uint64_t) 1 << (c % 64);
+        }
     }
 
-    *p++ = '}';
-
-    res->rewrite[i].len = p - (u_char *) res->rewrite[i].data;
-
     return NULL;
+}
+
+
+/* nil, "reason": the reason, kept in the request's pool */
+
+static void
+ngx_http_consent_lua_reject(lua_State *L, ngx_http_consent_lua_call_t *call)
+{
+    size_t                   len;
+    const char              *reason;
+    ngx_http_request_t      *r = call->r;
+    ngx_http_consent_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_consent_module);
+    reason = lua_tolstring(L, -1, &len);
+
+    if (ctx->reasons == NULL) {
+        ctx->reasons = ngx_pcalloc(r->pool,
+                                   call->res->nevents * sizeof(ngx_str_t));
+    }
+
+    if (ctx->reasons != NULL) {
+        ctx->reasons[call->i].data = ngx_pnalloc(r->pool, len);
+        if (ctx->reasons[call->i].data != NULL) {
+            ngx_memcpy(ctx->reasons[call->i].data, reason, len);
+            ctx->reasons[call->i].len = len;
+        }
+    }
+
+    call->verdict = CONSENT_HOOK_REJECT;
+}
+
+
+/* protected: one call of event(ev, req) and what it returned */
+
+static int
+ngx_http_consent_lua_run(lua_State *L)
+{
+    ngx_http_consent_lua_call_t *call = lua_touserdata(L, 1);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, call->ref);
+    ngx_http_consent_lua_push_ev(L, call);
+    ngx_http_consent_lua_push_req(L, call->r);
+
+    lua_call(L, 2, 2);
+
+    if (lua_istable(L, -2)) {
+        lua_pop(L, 1);
+        call->err = ngx_http_consent_lua_prefs(L, call);
+        call->verdict = call->err ? CONSENT_HOOK_FAIL : CONSENT_HOOK_SET;
+
+    } else if (lua_isnil(L, -2) && lua_type(L, -1) == LUA_TSTRING) {
+        ngx_http_consent_lua_reject(L, call);
+
+    } else if (!lua_isnil(L, -2)) {
+        call->err = "the hook must return a table of preferences, nil, "
+                    "or nil and a reason";
+        call->verdict = CONSENT_HOOK_FAIL;
+    }
+
+    return 0;
 }
 
 
@@ -764,17 +456,14 @@ ngx_http_consent_lua_event(void *data, consent_result_t *res, uint32_t i,
 {
     ngx_http_request_t *r = data;
 
-    int                           rc, base;
-    size_t                        len;
-    const char                   *err, *reason;
-    consent_hook_e                verdict;
-    ngx_http_consent_ctx_t       *ctx;
+    int                           rc;
+    const char                   *err;
     ngx_http_consent_hook_t      *hook;
+    ngx_http_consent_lua_call_t   call;
     ngx_http_consent_loc_conf_t  *clcf;
     lua_State                    *L = ngx_http_consent_L;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_consent_module);
 
     if (L == NULL) {
         ngx_http_consent_status_lua_error(r);
@@ -796,100 +485,53 @@ ngx_http_consent_lua_event(void *data, consent_result_t *res, uint32_t i,
         return CONSENT_HOOK_FAIL;               /* did not load */
     }
 
-    base = lua_gettop(L);
+    call.r = r;
+    call.res = res;
+    call.i = i;
+    call.consented = consented;
+    call.ref = hook->ref;
+    call.verdict = CONSENT_HOOK_KEEP;
+    call.err = NULL;
 
-    if (ctx->lua_body == 0) {
-        lua_pushlstring(L, (char *) res->body, ctx->body_len);
-        ctx->lua_body = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-
+    /* the stack is empty between calls: these pushes allocate nothing */
     lua_pushcfunction(L, ngx_http_consent_lua_traceback);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hook->ref);
-    ngx_http_consent_lua_push_ev(L, ctx, res, i);
-    ngx_http_consent_lua_push_req(L, r, ctx);
+    lua_pushcfunction(L, ngx_http_consent_lua_run);
+    lua_pushlightuserdata(L, &call);
 
-    ngx_http_consent_lua_r = r;
-    lua_sethook(L, ngx_http_consent_lua_count, LUA_MASKCOUNT,
-                (int) ngx_http_consent_lua_conf->max_instructions);
+    ngx_http_consent_lua_arm(L);
+    rc = lua_pcall(L, 1, 0, 1);
+    ngx_http_consent_lua_leave(L, 0);
 
-    rc = lua_pcall(L, 2, 2, base + 1);
-
-    lua_sethook(L, NULL, 0, 0);
-    ngx_http_consent_lua_r = NULL;
-
-    err = NULL;
-    verdict = CONSENT_HOOK_KEEP;
+    err = call.err;
 
     if (rc != LUA_OK) {
         err = lua_tostring(L, -1);
         if (err == NULL) {
             err = "(error object is not a string)";
         }
-
-    } else if (lua_istable(L, -2)) {
-        lua_pushvalue(L, -2);
-        err = ngx_http_consent_lua_prefs(L, r, ctx, res, i, consented);
-        lua_pop(L, 1);
-        verdict = CONSENT_HOOK_SET;
-
-    } else if (lua_isnil(L, -2) && lua_type(L, -1) == LUA_TSTRING) {
-        reason = lua_tolstring(L, -1, &len);
-
-        if (ctx->reasons == NULL) {
-            ctx->reasons = ngx_pcalloc(r->pool,
-                                       res->nevents * sizeof(ngx_str_t));
-        }
-
-        if (ctx->reasons != NULL) {
-            ctx->reasons[i].data = ngx_pnalloc(r->pool, len);
-            if (ctx->reasons[i].data != NULL) {
-                ngx_memcpy(ctx->reasons[i].data, reason, len);
-                ctx->reasons[i].len = len;
-            }
-        }
-
-        verdict = CONSENT_HOOK_REJECT;
-
-    } else if (!lua_isnil(L, -2)) {
-        err = "the hook must return a table of preferences, nil, "
-              "or nil and a reason";
     }
 
     if (err != NULL) {
-        ngx_http_consent_lua_error(L, r, err);
-        verdict = CONSENT_HOOK_FAIL;
-
-        if (rc == LUA_ERRMEM) {
-            lua_settop(L, base);
-            lua_gc(L, LUA_GCCOLLECT);
-        }
+        ngx_http_consent_lua_error(r, err);
+        call.verdict = CONSENT_HOOK_FAIL;
     }
 
-    lua_settop(L, base);
+    lua_settop(L, 0);
 
-    return verdict;
+    if (rc == LUA_ERRMEM) {
+        lua_gc(L, LUA_GCCOLLECT);
+    }
+
+    return call.verdict;
 }
 
 
-/* drops the request's Lua objects */
+/* the request is over: its req table goes */
 
 void
 ngx_http_consent_lua_done(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
-    lua_State  *L = ngx_http_consent_L;
-
-    if (L == NULL) {
-        return;
+    if (ngx_http_consent_L != NULL) {
+        ngx_http_consent_lua_leave(ngx_http_consent_L, 1);
     }
-
-    if (ctx->lua_req != 0 && ctx->lua_req != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ctx->lua_req);
-    }
-
-    if (ctx->lua_body != 0) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ctx->lua_body);
-    }
-
-    ctx->lua_req = 0;
-    ctx->lua_body = 0;
 }

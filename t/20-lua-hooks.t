@@ -12,14 +12,7 @@ use ConsentTest;
 
 my $dir = tempdir('consent-lua-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
-sub hook_file {
-    my ($name, $text) = @_;
-    my $f = "$dir/$name";
-    open my $fh, '>', $f or die "$f: $!";
-    print {$fh} $text;
-    close $fh;
-    return $f;
-}
+sub hook_file { ConsentTest::write_file($dir, @_) }
 
 my $set = hook_file('set.lua', <<'EOF');
 -- fixed preferences for every event

@@ -6,6 +6,10 @@
  * its delivered events, in order, each byte-identical to its slice of
  * the input.
  *
+ * With a hook (byte 1 bit 4), events get random verdicts and random
+ * preferences, serialised by the core as the module does: the written
+ * object must be valid, sorted JSON, and routing must follow it.
+ *
  * Input: byte 0 picks the endpoint, byte 1 the limits, the rest is the
  * request body.
  */
@@ -125,33 +129,256 @@ check_destination(const consent_result_t *res, size_t d,
 }
 
 
-/* a hook whose verdict is picked by the event's position and byte 1 */
+/*
+ * A hook whose verdict is picked by the event's position and byte 1,
+ * and whose preferences, when it sets some, are random: category ids,
+ * keys that need escaping, keys that are not UTF-8 and bytes of the
+ * event itself, written by consent_prefs_json() as the module does.
+ */
 
-#define HOOK_PREFS  "{\"C0001\":true,\"C0002\":false}"
+#define HOOK_MAX_KEYS    8
+#define HOOK_MAX_EVENTS  4096
 
-static consent_str_t  hook_prefs = { HOOK_PREFS, sizeof(HOOK_PREFS) - 1 };
+typedef struct {
+    const uint8_t            *sel;
+    const consent_policy_t   *policy;
+    uint8_t                   verdict[HOOK_MAX_EVENTS];
+    uint64_t                  mask[HOOK_MAX_EVENTS];
+} hook_ctx_t;
+
+
+static const consent_str_t  hook_keys[] = {
+    { "C0001", 5 }, { "C0002", 5 }, { "C0003", 5 }, { "C0004", 5 },
+    { "", 0 }, { "C000", 4 }, { "q\"b\\s", 5 }, { "\n\x01\x1f", 3 },
+    { "\xc3\xa9t\xc3\xa9", 6 }, { "\xf0\x9f\x8d\xaa", 4 },
+    { "\xff\xfe", 2 }, { "\xc0\x80", 2 }, { "\xed\xa0\x80", 3 },
+    { "\xe2\x82", 2 }
+};
+
+#define HOOK_NKEYS  (sizeof(hook_keys) / sizeof(hook_keys[0]))
+
+
+static uint32_t
+hook_rand(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+
+/* n distinct random keys, as a Lua table would hold them */
+
+static size_t
+hook_prefs(const consent_result_t *res, uint32_t i, consent_pref_t *prefs)
+{
+    size_t                  n, k, j, len;
+    uint32_t                x, off;
+    consent_str_t           key;
+    const consent_event_t  *ev = &res->events[i];
+
+    x = 2166136261u ^ i;
+    for (off = ev->start; off < ev->end && off < ev->start + 32; off++) {
+        x = (x ^ res->body[off]) * 16777619u;
+    }
+    x |= 1;
+
+    n = hook_rand(&x) % (HOOK_MAX_KEYS + 1);
+
+    for (k = 0; k < n; /* void */) {
+        j = hook_rand(&x) % (HOOK_NKEYS + 1);
+
+        if (j < HOOK_NKEYS) {
+            key = hook_keys[j];
+
+        } else {
+            /* a few bytes of the event, UTF-8 or not */
+            off = ev->start + hook_rand(&x) % (ev->end - ev->start);
+            len = hook_rand(&x) % 6;
+            key.data = (const char *) res->body + off;
+            key.len = (off + len <= ev->end) ? len : ev->end - off;
+        }
+
+        for (j = 0; j < k; j++) {
+            if (prefs[j].key.len == key.len
+                && memcmp(prefs[j].key.data, key.data, key.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < k) {
+            n--;                            /* a table has no duplicates */
+            continue;
+        }
+
+        prefs[k].key = key;
+        prefs[k].value = hook_rand(&x) & 1;
+        k++;
+    }
+
+    return n;
+}
+
+
+/* the written object is valid JSON, sorted, holding exactly prefs */
+
+static void
+check_prefs(const consent_str_t *out, const consent_pref_t *prefs, size_t n)
+{
+    size_t          k;
+    uint32_t        t, m;
+    consent_json_t  js;
+    unsigned char   buf[HOOK_MAX_KEYS * 16];
+    size_t          len, prev_len;
+    unsigned char   prev[HOOK_MAX_KEYS * 16];
+    const unsigned char  *o = (const unsigned char *) out->data;
+
+    if (consent_json_scan(&js, o, out->len, test_alloc, NULL) != 0) {
+        CHECK(js.err == CONSENT_JSON_ENOMEM);
+        return;                             /* test_alloc ran out */
+    }
+
+    CHECK(js.tok[0].type == CONSENT_JSON_OBJECT);
+
+    k = 0;
+    prev_len = 0;
+
+    for (t = 1; t < js.tok[0].next; t = js.tok[t + 1].next, k++) {
+        len = consent_json_str_decode(o, &js.tok[t], buf);
+        CHECK(k < n);
+        CHECK(len == prefs[k].key.len);
+        CHECK(memcmp(buf, prefs[k].key.data, len) == 0);
+
+        m = t + 1;
+        CHECK(js.tok[m].type == (prefs[k].value ? CONSENT_JSON_TRUE
+                                                : CONSENT_JSON_FALSE));
+
+        if (k > 0) {
+            int  c = memcmp(prev, buf, prev_len < len ? prev_len : len);
+            CHECK(c < 0 || (c == 0 && prev_len < len));
+        }
+
+        memcpy(prev, buf, len);
+        prev_len = len;
+    }
+
+    CHECK(k == n);
+}
+
+
+static int
+utf8_ok(const consent_str_t *s)
+{
+    const unsigned char  *p = (const unsigned char *) s->data;
+    const unsigned char  *end = p + s->len;
+    size_t                n;
+
+    for ( /* void */ ; p < end; p += n) {
+        n = consent_utf8_len(p, end);
+        if (n == 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
 
 static consent_hook_e
-fuzz_hook(void *ctx, consent_result_t *res, uint32_t i, uint64_t *consented)
+fuzz_hook(void *data, consent_result_t *res, uint32_t i, uint64_t *consented)
 {
-    unsigned  sel = (*(const uint8_t *) ctx + i) % 4;
+    hook_ctx_t      *ctx = data;
+    size_t           n, k, valid;
+    long             c;
+    char            *out;
+    consent_pref_t   prefs[HOOK_MAX_KEYS];
+    consent_hook_e   verdict = (consent_hook_e) ((*ctx->sel + i) % 4);
 
-    if (sel == CONSENT_HOOK_SET) {
+    if (verdict == CONSENT_HOOK_SET) {
+        n = hook_prefs(res, i, prefs);
+
+        valid = 1;
+        for (k = 0; k < n; k++) {
+            valid &= utf8_ok(&prefs[k].key);
+        }
+
         if (res->rewrite == NULL) {
             res->rewrite = test_alloc(NULL,
                                       res->nevents * sizeof(consent_str_t));
-            if (res->rewrite == NULL) {
-                return CONSENT_HOOK_FAIL;
+            if (res->rewrite != NULL) {
+                memset(res->rewrite, 0, res->nevents * sizeof(consent_str_t));
             }
-
-            memset(res->rewrite, 0, res->nevents * sizeof(consent_str_t));
         }
 
-        res->rewrite[i] = hook_prefs;
-        consented[0] = 1;
+        out = test_alloc(NULL, consent_prefs_size(prefs, n));
+
+        if (res->rewrite == NULL || out == NULL) {
+            verdict = CONSENT_HOOK_FAIL;
+
+        } else {
+            res->rewrite[i].len = consent_prefs_json(prefs, n, out);
+            CHECK((res->rewrite[i].len != 0) == valid);
+
+            if (!valid) {
+                verdict = CONSENT_HOOK_FAIL;    /* as the module does */
+
+            } else {
+                res->rewrite[i].data = out;
+                check_prefs(&res->rewrite[i], prefs, n);
+
+                for (k = 0; k < n; k++) {
+                    c = prefs[k].value
+                        ? consent_policy_find(ctx->policy, prefs[k].key.data,
+                                              prefs[k].key.len)
+                        : -1;
+                    if (c >= 0) {
+                        consented[c / 64] |= (uint64_t) 1 << (c % 64);
+                    }
+                }
+            }
+        }
     }
 
-    return (consent_hook_e) sel;
+    if (i < HOOK_MAX_EVENTS) {
+        ctx->verdict[i] = (uint8_t) verdict;
+        ctx->mask[i] = (verdict == CONSENT_HOOK_SET) ? consented[0] : 0;
+    }
+
+    return verdict;
+}
+
+
+/* the routing rule for an event whose hook set or failed: its mask */
+
+static void
+check_hooked_routing(const consent_result_t *res, const consent_dest_t *dests,
+    const hook_ctx_t *ctx)
+{
+    size_t   e, d;
+    uint8_t  o;
+
+    for (e = 0; e < res->nevents && e < HOOK_MAX_EVENTS; e++) {
+        if (res->events[e].code != CONSENT_OK
+            || (ctx->verdict[e] != CONSENT_HOOK_SET
+                && ctx->verdict[e] != CONSENT_HOOK_FAIL))
+        {
+            continue;
+        }
+
+        for (d = 0; d < res->ndests; d++) {
+            o = res->outcome[e * res->ndests + d];
+
+            if (dests[d].enforce && (dests[d].mask[0] & ~ctx->mask[e])) {
+                CHECK(o == CONSENT_FILTERED_CONSENT);
+
+            } else {
+                CHECK(o == CONSENT_DELIVER
+                      || o == CONSENT_FILTERED_INTEGRATIONS);
+            }
+        }
+    }
 }
 
 
@@ -160,6 +387,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t            d, e, accepted;
     consent_dest_t    dests[5];
+    static hook_ctx_t hctx;
     consent_policy_t  policy;
     consent_result_t  res;
 
@@ -196,10 +424,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* byte 1 bit 4: run a hook; its low bits pick verdicts */
+    hctx.sel = &data[1];
+    hctx.policy = &policy;
+    memset(hctx.verdict, CONSENT_HOOK_KEEP, sizeof(hctx.verdict));
+
     consent_process_hooked(&policy, (consent_endpoint_e) (data[0] % 7 + 1),
                            data + 2, size - 2, test_alloc, NULL,
                            (data[1] & 0x10) ? fuzz_hook : NULL,
-                           (void *) &data[1], &res);
+                           &hctx, &res);
 
     if (res.code == CONSENT_OK) {
         accepted = 0;
@@ -218,6 +450,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         CHECK(accepted == res.naccepted);
+
+        if (data[1] & 0x10) {
+            check_hooked_routing(&res, dests, &hctx);
+        }
 
         for (d = 0; d < policy.ndests; d++) {
             check_destination(&res, d, data + 2, size - 2);

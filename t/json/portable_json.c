@@ -10,6 +10,7 @@
 #define consent_json_scan     portable_json_scan
 #define consent_json_str_eq   portable_json_str_eq
 #define consent_json_hex4     portable_json_hex4
+#define consent_utf8_len      portable_utf8_len
 #define CONSENT_JSON_ENOMEM   PORTABLE_JSON_ENOMEM
 
 #include "consent_json.c"

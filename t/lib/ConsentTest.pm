@@ -1128,6 +1128,16 @@ sub nginx_t {
     return ($rc, $out, "$p/nginx.conf", $p);
 }
 
+# Writes TEXT to DIR/NAME (a hook file, say); returns the path.
+sub write_file {
+    my ($dir, $name, $text) = @_;
+    my $f = "$dir/$name";
+    open my $fh, '>', $f or die "$f: $!";
+    print {$fh} $text;
+    close $fh;
+    return $f;
+}
+
 # 1-based line number of the first line of FILE matching RE.
 sub line_of {
     my ($file, $re) = @_;

@@ -895,6 +895,45 @@ test_endpoint(void)
 }
 
 
+/* a hook's preferences as JSON: sorted, escaped, UTF-8 or refused */
+
+#define PJSON(exp, ...)                                                       \
+    do {                                                                      \
+        consent_pref_t  p_[] = { __VA_ARGS__ };                               \
+        size_t          n_ = sizeof(p_) / sizeof(p_[0]);                      \
+        char            o_[256];                                              \
+        size_t          l_;                                                   \
+        CHECK(consent_prefs_size(p_, n_) <= sizeof(o_), "size");              \
+        l_ = consent_prefs_json(p_, n_, o_);                                  \
+        CHECK(l_ == sizeof(exp) - 1 && memcmp(o_, exp, l_) == 0,             \
+              "got %.*s, expected %s", (int) l_, o_, exp);                    \
+    } while (0)
+
+#define K(s, v)  { { s, sizeof(s) - 1 }, v }
+
+
+static void
+test_prefs_json(void)
+{
+    char  o[16];
+
+    CHECK(consent_prefs_json(NULL, 0, o) == 2 && memcmp(o, "{}", 2) == 0,
+          "empty");
+    PJSON("{\"C0002\":true,\"C0004\":false}", K("C0004", 0), K("C0002", 1));
+    PJSON("{\"a\":true,\"ab\":false,\"b\":true}",
+          K("b", 1), K("ab", 0), K("a", 1));
+    PJSON("{\"\":true,\"\\u0000\":false}", K("\0", 0), K("", 1));
+    PJSON("{\"q\\\"\\\\\\u000a\\u001f\":true}", K("q\"\\\n\x1f", 1));
+    PJSON("{\"\x7f\xc3\xa9\xf0\x9f\x8d\xaa\":false}",
+          K("\x7f\xc3\xa9\xf0\x9f\x8d\xaa", 0));
+    PJSON("", K("ok", 1), K("\xff\xfe", 1));
+    PJSON("", K("\xc0\x80", 0));                    /* overlong */
+    PJSON("", K("\xed\xa0\x80", 0));                /* surrogate */
+    PJSON("", K("\xe2\x82", 0));                    /* truncated */
+    PJSON("", K("\xf4\x90\x80\x80", 0));            /* > U+10FFFF */
+}
+
+
 static void
 test_names(void)
 {
@@ -3182,6 +3221,7 @@ main(void)
     RUN(test_str_eq);
     RUN(test_endpoint);
     RUN(test_names);
+    RUN(test_prefs_json);
     RUN_BOTH(test_route_rules);
     RUN_BOTH(test_route_default_deny);
     RUN_BOTH(test_route_policy_variants);
