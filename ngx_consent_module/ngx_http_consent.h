@@ -130,8 +130,6 @@ typedef struct {
     ngx_uint_t                  pending;
     ngx_str_t                  *reasons;        /* lua_rejected, per event */
     ngx_str_t                   page;           /* JSON for nginx's error */
-    int                         lua_req;        /* registry ref of req */
-    int                         lua_body;       /* registry ref of body */
     const char                 *error;          /* request-level code */
     unsigned                    gzip:1;
     unsigned                    background:1;
@@ -187,6 +185,7 @@ ngx_int_t ngx_http_consent_refusal(ngx_http_request_t *r,
 ngx_int_t ngx_http_consent_refused(ngx_http_request_t *r,
     ngx_http_consent_refusal_t *rf);
 u_char *ngx_http_consent_json_str(u_char *p, const u_char *s, size_t len);
+ngx_int_t ngx_http_consent_json_utf8(ngx_pool_t *pool, ngx_str_t *s);
 ngx_int_t ngx_http_consent_reply_init(ngx_conf_t *cf);
 
 void *ngx_http_consent_palloc(void *pool, size_t size);

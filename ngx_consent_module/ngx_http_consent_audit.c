@@ -67,8 +67,6 @@ static ngx_int_t ngx_http_consent_audit_scope(ngx_conf_t *cf,
     ngx_http_consent_audit_conf_t *acf, ngx_str_t *scope);
 static ngx_int_t ngx_http_consent_audit_at(ngx_pool_t *pool, ngx_str_t *at,
     u_char *file, ngx_uint_t line);
-static ngx_int_t ngx_http_consent_audit_utf8(ngx_pool_t *pool, ngx_str_t *s);
-static size_t ngx_http_consent_audit_utf8_seq(u_char *p, u_char *end);
 
 static ngx_array_t *ngx_http_consent_audit_previous(ngx_cycle_t *cycle,
     ngx_http_consent_audit_conf_t *acf, ngx_pool_t *pool, ngx_str_t *text);
@@ -392,7 +390,7 @@ ngx_http_consent_audit_scope(ngx_conf_t *cf,
     ngx_str_t   *s, try;
     ngx_uint_t   i, n;
 
-    if (ngx_http_consent_audit_utf8(cf->pool, scope) != NGX_OK) {
+    if (ngx_http_consent_json_utf8(cf->pool, scope) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -548,8 +546,8 @@ ngx_http_consent_audit_add(ngx_conf_t *cf,
     *r = *rec;
 
     if (ngx_http_consent_audit_at(cf->pool, &r->at, file, line) != NGX_OK
-        || ngx_http_consent_audit_utf8(cf->pool, &r->id) != NGX_OK
-        || ngx_http_consent_audit_utf8(cf->pool, &r->name) != NGX_OK)
+        || ngx_http_consent_json_utf8(cf->pool, &r->id) != NGX_OK
+        || ngx_http_consent_json_utf8(cf->pool, &r->name) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -578,111 +576,7 @@ ngx_http_consent_audit_at(ngx_pool_t *pool, ngx_str_t *at, u_char *file,
 
     at->len = ngx_sprintf(at->data, "%s:%ui", file, line) - at->data;
 
-    return ngx_http_consent_audit_utf8(pool, at);
-}
-
-
-/*
- * Strings from the configuration may hold any bytes; a byte that is not
- * part of valid UTF-8 is replaced with the Latin-1 character of the same
- * value, so that the trail is valid JSON and the state file reads back
- * exactly as the configuration is recorded.
- */
-
-static ngx_int_t
-ngx_http_consent_audit_utf8(ngx_pool_t *pool, ngx_str_t *s)
-{
-    u_char  *p, *end, *o, *out;
-    size_t   n, bad;
-
-    bad = 0;
-    end = s->data + s->len;
-
-    for (p = s->data; p < end; p += n ? n : 1) {
-        n = ngx_http_consent_audit_utf8_seq(p, end);
-        bad += (n == 0);
-    }
-
-    if (bad == 0) {
-        return NGX_OK;
-    }
-
-    out = ngx_pnalloc(pool, s->len + bad);
-    if (out == NULL) {
-        return NGX_ERROR;
-    }
-
-    o = out;
-
-    for (p = s->data; p < end; /* void */) {
-        n = ngx_http_consent_audit_utf8_seq(p, end);
-
-        if (n) {
-            o = ngx_cpymem(o, p, n);
-            p += n;
-            continue;
-        }
-
-        *o++ = (u_char) (0xc0 | (*p >> 6));
-        *o++ = (u_char) (0x80 | (*p & 0x3f));
-        p++;
-    }
-
-    s->data = out;
-    s->len = o - out;
-
-    return NGX_OK;
-}
-
-
-/* the length of the valid UTF-8 sequence at p, 0 if there is none */
-
-static size_t
-ngx_http_consent_audit_utf8_seq(u_char *p, u_char *end)
-{
-    size_t    n, i;
-    uint32_t  v, min;
-
-    if (*p < 0x80) {
-        return 1;
-    }
-
-    if (*p >= 0xc2 && *p <= 0xdf) {
-        n = 2;
-        v = *p & 0x1f;
-        min = 0x80;
-
-    } else if ((*p & 0xf0) == 0xe0) {
-        n = 3;
-        v = *p & 0x0f;
-        min = 0x800;
-
-    } else if (*p >= 0xf0 && *p <= 0xf4) {
-        n = 4;
-        v = *p & 0x07;
-        min = 0x10000;
-
-    } else {
-        return 0;
-    }
-
-    if ((size_t) (end - p) < n) {
-        return 0;
-    }
-
-    for (i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-
-        v = (v << 6) | (p[i] & 0x3f);
-    }
-
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
-        return 0;
-    }
-
-    return n;
+    return ngx_http_consent_json_utf8(pool, at);
 }
 
 

@@ -407,11 +407,18 @@ ngx_http_consent_lua_reject(lua_State *L, ngx_http_consent_lua_call_t *call)
                                    call->res->nevents * sizeof(ngx_str_t));
     }
 
+    /* the reason goes into the client's JSON reply: made valid UTF-8 */
     if (ctx->reasons != NULL) {
         ctx->reasons[call->i].data = ngx_pnalloc(r->pool, len);
         if (ctx->reasons[call->i].data != NULL) {
             ngx_memcpy(ctx->reasons[call->i].data, reason, len);
             ctx->reasons[call->i].len = len;
+
+            if (ngx_http_consent_json_utf8(r->pool, &ctx->reasons[call->i])
+                != NGX_OK)
+            {
+                ngx_str_null(&ctx->reasons[call->i]);
+            }
         }
     }
 

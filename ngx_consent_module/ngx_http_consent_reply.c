@@ -418,23 +418,6 @@ ngx_http_consent_preflight(ngx_http_request_t *r)
 
 
 /*
- * writes s as a JSON string; p must have room for len * 6 + 2 (s is
- * valid UTF-8: ngx_escape_json escapes, it does not validate)
- */
-
-u_char *
-ngx_http_consent_json_str(u_char *p, const u_char *s, size_t len)
-{
-    *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, (u_char *) s, len);
-    *p++ = '"';
-
-    return p;
-}
-
-
-
-/*
  * A refusal for the client: status, code and a message formatted into
  * the request pool.  Returns NGX_DECLINED, what the steps return.
  */

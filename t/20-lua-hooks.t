@@ -64,6 +64,11 @@ my $badret = hook_file('badret.lua', <<'EOF');
 return { event = function(ev, req) return { C0002 = "yes" } end }
 EOF
 
+# a reason that is not UTF-8 must still give the client valid JSON
+my $badreason = hook_file('badreason.lua', <<'EOF');
+return { event = function(ev, req) return nil, "no \255\254 way" end }
+EOF
+
 my $t = ConsentTest->new(
     dests => { map { $_ => {} } qw(amplitude facebook warehouse webhook) },
     http  => <<"EOF",
@@ -81,6 +86,10 @@ EOF
         location /loop/v1/   { consent_ingest; consent_lua_hook $loop; }
         location /bomb/v1/   { consent_ingest; consent_lua_hook $bomb; }
         location /badret/v1/ { consent_ingest; consent_lua_hook $badret; }
+        location /badreason/v1/ {
+            consent_ingest;
+            consent_lua_hook $badreason;
+        }
         location /nohook/v1/ { consent_ingest; consent_lua_hook off; }
 EOF
 );
@@ -195,6 +204,12 @@ for my $s (@shapes) {
     ConsentTest::reply_is($res, 400, 'lua_rejected', 'bad event from u5',
                           'fields: single event rejected by the hook');
     $t->nothing_received('fields: rejected: nothing forwarded');
+
+    $res = $t->refused_ok('a reason that is not UTF-8', '/badreason/v1/track',
+                          '{"userId":"u5","event":"X"}', 400, 'lua_rejected',
+                          "no \x{ff}\x{fe} way");
+    like($res->{content}, qr/"no \xc3\xbf\xc3\xbe way"/,
+         'a reason that is not UTF-8: its bytes as Latin-1 characters');
 
     $t->clear;
     $res = $t->post('/fields/v1/batch',
