@@ -382,6 +382,42 @@ check_hooked_routing(const consent_result_t *res, const consent_dest_t *dests,
 }
 
 
+/*
+ * consent_default deny never delivers more than allow: the same request
+ * routed with allow must deliver every (event, destination) deny did,
+ * and may differ only at gated destinations, by filtered_consent
+ */
+static void
+check_default_deny(consent_policy_t *policy, const uint8_t *data,
+    size_t size, const consent_result_t *deny)
+{
+    size_t            e, d, i;
+    consent_result_t  allow;
+
+    policy->default_deny = 0;
+
+    consent_process(policy, (consent_endpoint_e) (data[0] % 7 + 1),
+                    data + 2, size - 2, test_alloc, NULL, &allow);
+
+    policy->default_deny = 1;
+
+    CHECK(allow.code == CONSENT_OK && allow.nevents == deny->nevents);
+
+    for (e = 0; e < deny->nevents; e++) {
+        for (d = 0; d < policy->ndests; d++) {
+            i = e * policy->ndests + d;
+
+            if (deny->outcome[i] == allow.outcome[i]) {
+                continue;
+            }
+
+            CHECK(deny->outcome[i] == CONSENT_FILTERED_CONSENT
+                  && policy->dests[d].enforce);
+        }
+    }
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -414,6 +450,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     policy.ndests = 5;
     policy.max_event_size = (data[1] & 0x80) ? 64 : 32 * 1024;
     policy.max_events = (data[1] & 0x40) ? 3 : 2500;
+
+    /* byte 0 bit 7: consent_default deny */
+    policy.default_deny = (data[0] & 0x80) != 0;
 
     /* byte 1 bit 5: the linear lookup used without an index */
     if (!(data[1] & 0x20) && consent_policy_prepare(&policy, test_alloc, NULL)
@@ -457,6 +496,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         for (d = 0; d < policy.ndests; d++) {
             check_destination(&res, d, data + 2, size - 2);
+        }
+
+        if (policy.default_deny && !(data[1] & 0x10)) {
+            check_default_deny(&policy, data, size, &res);
         }
     }
 
