@@ -12,7 +12,8 @@ CORE_SRCS  := ngx_consent_module/consent_json.c \
               ngx_consent_module/consent_split.c \
               ngx_consent_module/consent_policy.c \
               ngx_consent_module/consent_json_str.c \
-              ngx_consent_module/consent_prefs.c
+              ngx_consent_module/consent_prefs.c \
+              ngx_consent_module/consent_profile.c
 
 CC         ?= cc
 CFLAGS_T   := -O1 -g -Wall -Wextra -Werror -std=c99 -Ingx_consent_module

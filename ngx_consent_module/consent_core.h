@@ -298,4 +298,105 @@ long consent_policy_dest(const consent_policy_t *p, const unsigned char *b,
     const consent_json_tok_t *key);
 
 
+/* bytes as a JSON string body (room: 6 * len); NULL if not UTF-8 */
+char *consent_json_str_escape(char *o, const unsigned char *p, size_t len);
+
+
+/* ------------------------------------------------------------------ */
+/*
+ * Consent profiles (issue 13): the pure pieces the Redis glue needs,
+ * in consent_profile.c.
+ */
+
+/*
+ * An event's timestamp (RFC 3339 as Segment clients send it) to
+ * milliseconds since the epoch, UTC.  Accepted:
+ * YYYY-MM-DD(T|t| )HH:MM:SS[.fraction][Z|z|+HH:MM|+HHMM|+HH], "-" too;
+ * no offset is UTC; the fraction has any number of digits, truncated
+ * to milliseconds; second 60 (leap) reads as 59.999.  Rejected: date
+ * only, no seconds, hour 24, impossible dates, anything trailing.
+ * Returns 0, or -1 with *ms untouched.
+ */
+int consent_time_parse(const char *s, size_t len, int64_t *ms);
+
+/* days since 1970-01-01 of a proleptic Gregorian date (m 1-12) */
+int64_t consent_days_from_civil(int64_t y, unsigned m, unsigned d);
+
+
+/*
+ * RESP2 (the Redis protocol).  consent_resp_command() writes one
+ * command as an array of bulk strings, *N\r\n$len\r\narg\r\n...;
+ * it returns the length it needs and writes only when that fits in
+ * cap (append pipelined commands at buf + used); 0 on size overflow.
+ */
+size_t consent_resp_command(char *buf, size_t cap, size_t argc,
+    const char *const argv[], const size_t lens[]);
+
+typedef enum {
+    CONSENT_RESP_STATUS = 1,    /* +OK */
+    CONSENT_RESP_ERROR,         /* -ERR ... */
+    CONSENT_RESP_INTEGER,       /* :42 */
+    CONSENT_RESP_BULK,          /* $3 abc, or null $-1 (data NULL) */
+    CONSENT_RESP_ARRAY          /* *2 ..., or null *-1 */
+} consent_resp_type_e;
+
+#define CONSENT_RESP_MAX_BULK      (512 * 1024 * 1024)  /* as Redis */
+#define CONSENT_RESP_MAX_ELTS      (1024 * 1024)
+#define CONSENT_RESP_MAX_DEPTH     8
+#define CONSENT_RESP_MAX_LINE      4096   /* +, -, : lines and headers */
+
+/*
+ * One reply.  data/len: the status or error text, the bulk payload
+ * (data NULL for null).  integer: the integer, or for bulk strings and
+ * arrays their length, -1 for null.  For arrays, elts/elts_len are the
+ * bytes of the nelts elements: each is a complete, already checked
+ * reply, so calling consent_resp_parse() nelts times walks them.
+ */
+typedef struct {
+    consent_resp_type_e   type;
+    const char           *data;
+    size_t                len;
+    int64_t               integer;
+    size_t                nelts;
+    const char           *elts;
+    size_t                elts_len;
+} consent_resp_t;
+
+/*
+ * Parses one complete reply at p.  Returns the bytes it takes, 0 if
+ * more are needed, -1 if malformed (bad type byte or number, missing
+ * CRLF, a bulk string longer than max_bulk, an array longer than
+ * CONSENT_RESP_MAX_ELTS or deeper than CONSENT_RESP_MAX_DEPTH).
+ */
+ptrdiff_t consent_resp_parse(const char *p, size_t len, consent_resp_t *out);
+ptrdiff_t consent_resp_parse_max(const char *p, size_t len, size_t max_bulk,
+    consent_resp_t *out);
+
+
+/*
+ * A stored decision: {"p":{...},"t":<ms>,"e":"<source>"}.  encode
+ * copies prefs as given (the caller passes a scanned JSON object) and
+ * escapes the source; it returns the length it needs, writing only
+ * when that fits in cap, 0 if the source is not UTF-8.  decode checks
+ * the value with consent_json_scan() (memory from alloc) and fills out:
+ * prefs the object's bytes, source the string's body as stored (JSON
+ * escaped); members it does not know are ignored.  0 or -1.
+ */
+typedef struct {
+    consent_str_t    prefs;
+    int64_t          t;
+    consent_str_t    source;
+} consent_profile_t;
+
+size_t consent_profile_encode(char *out, size_t cap, const char *prefs,
+    size_t prefs_len, int64_t t, const char *source, size_t source_len);
+int consent_profile_decode(const char *s, size_t len, consent_alloc_pt alloc,
+    void *ctx, consent_profile_t *out);
+
+/* the compare-and-set script, see consent_profile.c */
+extern const char  CONSENT_PROFILE_SCRIPT[];
+
+/* ------------------------------------------------------------------ */
+
+
 #endif /* _CONSENT_CORE_H_INCLUDED_ */

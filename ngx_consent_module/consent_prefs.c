@@ -43,10 +43,10 @@ consent_prefs_size(const consent_pref_t *prefs, size_t n)
 }
 
 
-/* a key's bytes as a JSON string body; NULL if it is not UTF-8 */
+/* bytes as a JSON string body; NULL if they are not UTF-8 */
 
-static char *
-put_key(char *o, const unsigned char *p, size_t len)
+char *
+consent_json_str_escape(char *o, const unsigned char *p, size_t len)
 {
     static const char      hex[] = "0123456789abcdef";
     const unsigned char   *end = p + len;
@@ -100,8 +100,8 @@ consent_prefs_json(consent_pref_t *prefs, size_t n, char *out)
         }
 
         *o++ = '"';
-        o = put_key(o, (const unsigned char *) prefs[i].key.data,
-                    prefs[i].key.len);
+        o = consent_json_str_escape(o,
+                (const unsigned char *) prefs[i].key.data, prefs[i].key.len);
         if (o == NULL) {
             return 0;
         }
