@@ -491,11 +491,12 @@ consent_resp_parse_max(const char *p, size_t len, size_t max_bulk,
             return rc;
         }
 
-        if (it.nelts) {
-            if (depth == CONSENT_RESP_MAX_DEPTH) {
-                return -1;
-            }
+        /* an array at depth MAX + 1, even empty, is refused */
+        if (it.type == CONSENT_RESP_ARRAY && depth == CONSENT_RESP_MAX_DEPTH) {
+            return -1;
+        }
 
+        if (it.nelts) {
             left[depth++] = it.nelts;
         }
     }

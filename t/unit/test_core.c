@@ -3182,6 +3182,465 @@ test_property_batches(void)
 
 
 /* ------------------------------------------------------------------ */
+/* consent profiles: timestamps, RESP2, the stored value               */
+
+#define TOK_  1     /* expected to parse */
+#define TBAD  0
+
+
+static const struct {
+    const char  *in;
+    int          ok;
+    int64_t      ms;        /* reference: Python's datetime */
+} time_cases[] = {
+    { "1970-01-01T00:00:00Z", TOK_, 0 },
+    { "2026-12-06T04:46:12.123Z", TOK_, 1796532372123LL },
+    { "2026-12-06t04:46:12.123z", TOK_, 1796532372123LL },
+    { "2026-12-06 04:46:12.123Z", TOK_, 1796532372123LL },
+    { "2026-12-06T04:46:12.123", TOK_, 1796532372123LL },
+    { "2026-12-06T04:46:12.1239999Z", TOK_, 1796532372123LL },
+    { "2026-12-06T04:46:12.123456+00:00", TOK_, 1796532372123LL },
+    { "2026-12-06T04:46:12.123-00:00", TOK_, 1796532372123LL },
+    { "2026-12-06T04:46:12.1Z", TOK_, 1796532372100LL },
+    { "2026-12-06T04:46:12.12Z", TOK_, 1796532372120LL },
+    { "2026-12-06T04:46:12.000000001Z", TOK_, 1796532372000LL },
+    { "2026-12-06T04:46:12.123+02:00", TOK_, 1796525172123LL },
+    { "2026-12-06T04:46:12.123+0200", TOK_, 1796525172123LL },
+    { "2026-12-06T04:46:12.123+02", TOK_, 1796525172123LL },
+    { "2026-12-06T04:46:12-0530", TOK_, 1796552172000LL },
+    { "2026-12-06T04:46:12-05:30", TOK_, 1796552172000LL },
+    { "2026-01-01T00:00:00-23:59", TOK_, 1767311940000LL },
+    { "2000-02-29T23:59:59.999Z", TOK_, 951868799999LL },
+    { "2024-02-29T00:00:00+14:00", TOK_, 1709114400000LL },
+    { "1969-12-31T23:59:59Z", TOK_, -1000 },
+    { "1900-03-01T00:00:00Z", TOK_, -2203891200000LL },
+    { "0001-01-01T00:00:00Z", TOK_, -62135596800000LL },
+    { "0000-01-01T00:00:00Z", TOK_, -62167219200000LL },
+    { "9999-12-31T23:59:59.999Z", TOK_, 253402300799999LL },
+    /* a leap second orders just before the next minute */
+    { "2016-12-31T23:59:60Z", TOK_, 1483228799999LL },
+    { "2016-12-31T23:59:60.5Z", TOK_, 1483228799999LL },
+
+    { "", TBAD, 0 },
+    { "2026-12-06", TBAD, 0 },              /* date only */
+    { "2026-12-06T", TBAD, 0 },
+    { "2026-12-06T04:46", TBAD, 0 },        /* no seconds */
+    { "2026-12-06T04:46Z", TBAD, 0 },
+    { "2026-12-06T04:46:1Z", TBAD, 0 },
+    { "2026-12-06T04:46:12.Z", TBAD, 0 },
+    { "2026-12-06T04:46:12.", TBAD, 0 },
+    { "2026-12-06T04:46:12,123Z", TBAD, 0 },
+    { "2026-12-06T04:46:12ZZ", TBAD, 0 },
+    { "2026-12-06T04:46:12Z ", TBAD, 0 },
+    { " 2026-12-06T04:46:12Z", TBAD, 0 },
+    { "2026-12-06T04:46:12+2", TBAD, 0 },
+    { "2026-12-06T04:46:12+02:", TBAD, 0 },
+    { "2026-12-06T04:46:12+02:0", TBAD, 0 },
+    { "2026-12-06T04:46:12+020", TBAD, 0 },
+    { "2026-12-06T04:46:12+02:000", TBAD, 0 },
+    { "2026-12-06T04:46:12+24:00", TBAD, 0 },
+    { "2026-12-06T04:46:12+02:60", TBAD, 0 },
+    { "2026-12-06T04:46:12 +02:00", TBAD, 0 },
+    { "2026-13-01T00:00:00Z", TBAD, 0 },
+    { "2026-00-01T00:00:00Z", TBAD, 0 },
+    { "2026-01-00T00:00:00Z", TBAD, 0 },
+    { "2026-02-29T00:00:00Z", TBAD, 0 },
+    { "1900-02-29T00:00:00Z", TBAD, 0 },
+    { "2026-02-30T00:00:00Z", TBAD, 0 },
+    { "2026-04-31T00:00:00Z", TBAD, 0 },
+    { "2026-12-32T00:00:00Z", TBAD, 0 },
+    { "2026-12-06T24:00:00Z", TBAD, 0 },    /* RFC 3339: no hour 24 */
+    { "2026-12-06T23:60:00Z", TBAD, 0 },
+    { "2026-12-06T23:59:61Z", TBAD, 0 },
+    { "26-12-06T04:46:12Z", TBAD, 0 },
+    { "+2026-12-06T04:46:12Z", TBAD, 0 },
+    { "20261206T044612Z", TBAD, 0 },
+    { "2026/12/06T04:46:12Z", TBAD, 0 },
+    { "2026-12-06X04:46:12Z", TBAD, 0 },
+    { "2026-1a-06T04:46:12Z", TBAD, 0 },
+    { "1796532372123", TBAD, 0 },
+};
+
+
+static void
+test_time_parse(void)
+{
+    size_t       i, k, len;
+    int          rc;
+    int64_t      ms;
+    const char  *b;
+
+    for (i = 0; i < sizeof(time_cases) / sizeof(time_cases[0]); i++) {
+        len = strlen(time_cases[i].in);
+        b = (const char *) dup_in(time_cases[i].in, len);
+        ms = 42;
+        rc = consent_time_parse(b, len, &ms);
+
+        if (time_cases[i].ok) {
+            CHECK(rc == 0 && ms == time_cases[i].ms,
+                  "%s: rc %d, got %lld, expected %lld", time_cases[i].in,
+                  rc, (long long) ms, (long long) time_cases[i].ms);
+        } else {
+            CHECK(rc == -1 && ms == 42, "%s: accepted", time_cases[i].in);
+        }
+
+        /* no prefix of an accepted one reads past its end */
+        for (k = 0; time_cases[i].ok && k < len; k++) {
+            b = (const char *) dup_in(time_cases[i].in, k);
+            (void) consent_time_parse(b, k, &ms);
+        }
+    }
+}
+
+
+/* days_from_civil against counting days, 1600-03-01 .. 2400-12-31 */
+
+static void
+test_days_from_civil(void)
+{
+    static const unsigned char  mdays[] = {
+        31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+    };
+
+    int64_t   n, y;
+    unsigned  m, d, dim;
+    size_t    bad = 0;
+
+    CHECK_INT(consent_days_from_civil(1970, 1, 1), 0);
+    CHECK_INT(consent_days_from_civil(2000, 3, 1), 11017);
+
+    n = consent_days_from_civil(1600, 3, 1);
+
+    for (y = 1600; y <= 2400; y++) {
+        for (m = (y == 1600 ? 3 : 1); m <= 12; m++) {
+            dim = mdays[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0)
+                                             || y % 400 == 0));
+
+            for (d = 1; d <= dim; d++) {
+                bad += consent_days_from_civil(y, m, d) != n++;
+            }
+        }
+    }
+
+    CHECK(bad == 0, "%zu dates off", bad);
+}
+
+
+/* RESP2 commands: the bytes, the room it asks for */
+
+static void
+test_resp_command(void)
+{
+    static const struct {
+        size_t       argc;
+        const char  *argv[4];
+        const char  *exp;
+    } cases[] = {
+        { 0, { NULL }, "*0\r\n" },
+        { 1, { "PING" }, "*1\r\n$4\r\nPING\r\n" },
+        { 2, { "GET", "" }, "*2\r\n$3\r\nGET\r\n$0\r\n\r\n" },
+        { 3, { "HGET", "consent:{u:a\r\nb}", "v" },
+          "*3\r\n$4\r\nHGET\r\n$16\r\nconsent:{u:a\r\nb}\r\n$1\r\nv\r\n" },
+        { 4, { "A", "0123456789", "B", "C" },
+          "*4\r\n$1\r\nA\r\n$10\r\n0123456789\r\n$1\r\nB\r\n$1\r\nC\r\n" },
+    };
+
+    char    buf[128];
+    size_t  i, j, n, need, lens[4], elen;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (j = 0; j < cases[i].argc; j++) {
+            lens[j] = strlen(cases[i].argv[j]);
+        }
+
+        elen = strlen(cases[i].exp);
+        need = consent_resp_command(buf, sizeof(buf), cases[i].argc,
+                                    cases[i].argv, lens);
+        CHECK(need == elen && memcmp(buf, cases[i].exp, elen) == 0,
+              "case %zu: %zu bytes, expected %zu", i, need, elen);
+
+        /* too small: the room needed, nothing written */
+        memset(buf, 'x', sizeof(buf));
+        n = consent_resp_command(buf, elen - 1, cases[i].argc,
+                                 cases[i].argv, lens);
+        CHECK(n == elen && buf[0] == 'x', "case %zu: short cap", i);
+    }
+
+    /* lengths that do not add up in size_t */
+    lens[0] = SIZE_MAX - 4;
+    lens[1] = 1;
+    CHECK_INT(consent_resp_command(buf, sizeof(buf), 2, cases[1].argv,
+                                   lens), 0);
+}
+
+
+/* RESP2 replies: one table of whole replies, then every prefix */
+
+#define RS  CONSENT_RESP_STATUS
+#define RE  CONSENT_RESP_ERROR
+#define RI  CONSENT_RESP_INTEGER
+#define RB  CONSENT_RESP_BULK
+#define RA  CONSENT_RESP_ARRAY
+
+static const struct {
+    const char  *in;
+    size_t       len;       /* 0: strlen */
+    long         rc;        /* -1 malformed, 0 more, else consumed */
+    int          type;
+    int64_t      integer;
+    const char  *data;      /* NULL: data NULL */
+} resp_cases[] = {
+    { "+OK\r\n", 0, 5, RS, 0, "OK" },
+    { "+\r\n", 0, 3, RS, 0, "" },
+    { "-ERR wrong type\r\n", 0, 17, RE, 0, "ERR wrong type" },
+    { ":0\r\n", 0, 4, RI, 0, NULL },
+    { ":1\r\n+OK\r\n", 0, 4, RI, 1, NULL },  /* pipelined: one reply */
+    { ":-1\r\n", 0, 5, RI, -1, NULL },
+    { ":9223372036854775807\r\n", 0, 22, RI, INT64_MAX, NULL },
+    { ":-9223372036854775808\r\n", 0, 23, RI, INT64_MIN, NULL },
+    { "$3\r\nabc\r\n", 0, 9, RB, 3, "abc" },
+    { "$0\r\n\r\n", 0, 6, RB, 0, "" },
+    { "$4\r\na\r\nb\r\n", 0, 10, RB, 4, "a\r\nb" },
+    { "$3\r\na\0c\r\n", 9, 9, RB, 3, NULL },
+    { "$-1\r\n", 0, 5, RB, -1, NULL },
+    { "*0\r\n", 0, 4, RA, 0, NULL },
+    { "*-1\r\n", 0, 5, RA, -1, NULL },
+    { "*2\r\n$1\r\na\r\n:5\r\n", 0, 15, RA, 2, NULL },
+    { "*2\r\n*1\r\n*0\r\n$-1\r\n", 0, 17, RA, 2, NULL },
+    { "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*0\r\n", 0, 32, RA, 1,
+      NULL },                                     /* depth 8 */
+    { "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", 0, 36, RA, 1,
+      NULL },
+
+    { "", 0, 0, 0, 0, NULL },
+    { "+OK", 0, 0, 0, 0, NULL },
+    { "+OK\r", 0, 0, 0, 0, NULL },
+    { "$3\r\nab", 0, 0, 0, 0, NULL },
+    { "$3\r\nabc\r", 0, 0, 0, 0, NULL },
+    { "*2\r\n:1\r\n", 0, 0, 0, 0, NULL },
+    { "*3\r\n*2\r\n:1\r\n:2\r\n", 0, 0, 0, 0, NULL },
+
+    { "!3\r\nabc\r\n", 0, -1, 0, 0, NULL },      /* RESP3 types */
+    { "%1\r\n", 0, -1, 0, 0, NULL },
+    { "OK\r\n", 0, -1, 0, 0, NULL },
+    { "+OK\n", 0, -1, 0, 0, NULL },
+    { "+O\rK\r\n", 0, -1, 0, 0, NULL },
+    { ":\r\n", 0, -1, 0, 0, NULL },
+    { ":+1\r\n", 0, -1, 0, 0, NULL },
+    { ":01\r\n", 0, -1, 0, 0, NULL },
+    { ":-0\r\n", 0, -1, 0, 0, NULL },
+    { ":1x\r\n", 0, -1, 0, 0, NULL },
+    { ": 1\r\n", 0, -1, 0, 0, NULL },
+    { ":9223372036854775808\r\n", 0, -1, 0, 0, NULL },
+    { ":-9223372036854775809\r\n", 0, -1, 0, 0, NULL },
+    { ":99999999999999999999\r\n", 0, -1, 0, 0, NULL },
+    { "$-2\r\n", 0, -1, 0, 0, NULL },
+    { "$3\r\nabcd\r\n", 0, -1, 0, 0, NULL },
+    { "$3\r\nabc\n\n", 0, -1, 0, 0, NULL },
+    { "$536870913\r\n", 0, -1, 0, 0, NULL },    /* over 512 MB */
+    { "$18446744073709551615\r\n", 0, -1, 0, 0, NULL },
+    { "*-2\r\n", 0, -1, 0, 0, NULL },
+    { "*1048577\r\n", 0, -1, 0, 0, NULL },
+    { "*2\r\n:1\r\n?\r\n", 0, -1, 0, 0, NULL },
+    { "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*0\r\n", 0, -1, 0, 0,
+      NULL },                                     /* depth 9 */
+    { "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*-1\r\n", 0, -1, 0, 0,
+      NULL },
+};
+
+
+static void
+test_resp_parse(void)
+{
+    size_t           i, k, len;
+    ptrdiff_t        rc;
+    consent_resp_t   r;
+    const char      *b;
+
+    for (i = 0; i < sizeof(resp_cases) / sizeof(resp_cases[0]); i++) {
+        len = resp_cases[i].len ? resp_cases[i].len
+                                : strlen(resp_cases[i].in);
+        b = (const char *) dup_in(resp_cases[i].in, len);
+        rc = consent_resp_parse(b, len, &r);
+        CHECK(rc == resp_cases[i].rc, "case %zu: rc %ld, expected %ld", i,
+              (long) rc, resp_cases[i].rc);
+
+        if (rc <= 0 || rc != resp_cases[i].rc) {
+            continue;
+        }
+
+        CHECK_INT(r.type, resp_cases[i].type);
+        CHECK_INT(r.integer, resp_cases[i].integer);
+
+        if (resp_cases[i].data) {
+            CHECK(r.data == b + (r.type == RB ? 4 + (r.len > 9) : 1)
+                  && r.len == strlen(resp_cases[i].data)
+                  && memcmp(r.data, resp_cases[i].data, r.len) == 0,
+                  "case %zu: data", i);
+        }
+
+        if (r.type == RB && r.integer >= 0) {
+            CHECK(r.data != NULL && r.len == (size_t) r.integer, "bulk %zu",
+                  i);
+        }
+
+        if (r.type == RB && r.integer == -1) {
+            CHECK(r.data == NULL, "null bulk %zu", i);
+        }
+
+        /* a complete reply: every proper prefix needs more */
+        for (k = 0; k < (size_t) rc; k++) {
+            b = (const char *) dup_in(resp_cases[i].in, k);
+            CHECK(consent_resp_parse(b, k, &r) == 0, "case %zu prefix %zu",
+                  i, k);
+        }
+    }
+
+    /* max_bulk bounds the payload; the null bulk is not a length */
+    b = (const char *) dup_in("$5\r\nhello\r\n", 11);
+    CHECK_INT(consent_resp_parse_max(b, 11, 4, &r), -1);
+    CHECK_INT(consent_resp_parse_max(b, 11, 5, &r), 11);
+    b = (const char *) dup_in("$-1\r\n", 5);
+    CHECK_INT(consent_resp_parse_max(b, 5, 0, &r), 5);
+
+    /* a header line longer than CONSENT_RESP_MAX_LINE is refused early */
+    {
+        char  *lng = malloc(CONSENT_RESP_MAX_LINE + 8);
+
+        lng[0] = '+';
+        memset(lng + 1, 'a', CONSENT_RESP_MAX_LINE + 7);
+        CHECK_INT(consent_resp_parse(lng, CONSENT_RESP_MAX_LINE + 2, &r), 0);
+        CHECK_INT(consent_resp_parse(lng, CONSENT_RESP_MAX_LINE + 8, &r), -1);
+        free(lng);
+    }
+}
+
+
+/* an EVAL reply and an HMGET reply walked element by element */
+
+static void
+test_resp_elements(void)
+{
+    static const char  in[] =
+        "*3\r\n$3\r\n{a}\r\n*2\r\n:1\r\n$-1\r\n-ERR x\r\n+OK\r\n";
+
+    consent_resp_t   r, e;
+    const char      *b, *q;
+    size_t           left;
+    ptrdiff_t        n;
+    int              types[3], i;
+
+    b = (const char *) dup_in(in, sizeof(in) - 1);
+    n = consent_resp_parse(b, sizeof(in) - 1, &r);
+    CHECK_INT(n, sizeof(in) - 1 - 5);
+    CHECK_INT(r.type, RA);
+    CHECK_INT(r.nelts, 3);
+    CHECK(r.elts == b + 4 && r.elts_len == (size_t) n - 4, "elts");
+
+    q = r.elts;
+    left = r.elts_len;
+
+    for (i = 0; i < 3; i++) {
+        n = consent_resp_parse(q, left, &e);
+        CHECK(n > 0, "element %d", i);
+        if (n <= 0) {
+            return;
+        }
+
+        types[i] = e.type;
+        q += n;
+        left -= (size_t) n;
+    }
+
+    CHECK_INT(left, 0);
+    CHECK(types[0] == RB && types[1] == RA && types[2] == RE, "types");
+    CHECK(e.len == 5 && memcmp(e.data, "ERR x", 5) == 0, "error text");
+}
+
+
+/* the stored value: encode, decode, refuse what is not one */
+
+static void
+test_profile_value(void)
+{
+    static const struct {
+        const char  *prefs;
+        int64_t      t;
+        const char  *src;
+        const char  *exp;
+    } enc[] = {
+        { "{\"ads\":false}", 1796532372123LL, "m-1",
+          "{\"p\":{\"ads\":false},\"t\":1796532372123,\"e\":\"m-1\"}" },
+        { "{}", 0, "", "{\"p\":{},\"t\":0,\"e\":\"\"}" },
+        { "{ \"a\" : true }", -1000, "q\"\\\n\x01\xc3\xa9",
+          "{\"p\":{ \"a\" : true },\"t\":-1000,"
+          "\"e\":\"q\\\"\\\\\\u000a\\u0001\xc3\xa9\"}" },
+        { "{}", INT64_MIN, "x",
+          "{\"p\":{},\"t\":-9223372036854775808,\"e\":\"x\"}" },
+        { "{}", INT64_MAX, "x",
+          "{\"p\":{},\"t\":9223372036854775807,\"e\":\"x\"}" },
+    };
+
+    static const char  *bad[] = {
+        "", "[]", "{}", "null", "{\"p\":{},\"t\":1}",
+        "{\"p\":{},\"e\":\"x\"}", "{\"t\":1,\"e\":\"x\"}",
+        "{\"p\":[],\"t\":1,\"e\":\"x\"}", "{\"p\":{},\"t\":\"1\",\"e\":\"x\"}",
+        "{\"p\":{},\"t\":1.5,\"e\":\"x\"}", "{\"p\":{},\"t\":1e3,\"e\":\"x\"}",
+        "{\"p\":{},\"t\":1,\"e\":1}", "{\"p\":{},\"t\":9223372036854775808,"
+        "\"e\":\"x\"}", "{\"p\":{},\"t\":1,\"e\":\"x\"", "{\"p\":{,\"t\":1}",
+        "{\"p\":{},\"t\":-,\"e\":\"x\"}",
+    };
+
+    char               out[256];
+    size_t             i, n, elen;
+    consent_profile_t  pr;
+    const char        *b;
+
+    for (i = 0; i < sizeof(enc) / sizeof(enc[0]); i++) {
+        elen = strlen(enc[i].exp);
+        n = consent_profile_encode(out, sizeof(out), enc[i].prefs,
+                                   strlen(enc[i].prefs), enc[i].t, enc[i].src,
+                                   strlen(enc[i].src));
+        CHECK(n == elen && memcmp(out, enc[i].exp, n) == 0,
+              "case %zu: got %.*s", i, (int) n, out);
+
+        /* too small: the worst-case room, nothing written */
+        out[0] = 'x';
+        CHECK(consent_profile_encode(out, 1, enc[i].prefs,
+                                     strlen(enc[i].prefs), enc[i].t,
+                                     enc[i].src, strlen(enc[i].src)) >= elen
+              && out[0] == 'x', "case %zu: short", i);
+
+        b = (const char *) dup_in(enc[i].exp, elen);
+        CHECK(consent_profile_decode(b, elen, arena_alloc, &A, &pr) == 0
+              && pr.t == enc[i].t
+              && pr.prefs.len == strlen(enc[i].prefs)
+              && memcmp(pr.prefs.data, enc[i].prefs, pr.prefs.len) == 0,
+              "case %zu: decode", i);
+    }
+
+    CHECK_INT(consent_profile_encode(out, sizeof(out), "{}", 2, 1,
+                                     "\xff", 1), 0);
+
+    /* unknown members are skipped; the source stays escaped */
+    b = (const char *) dup_in("{\"v\":2,\"e\":\"a\\\"b\",\"t\":7,\"p\":{}}",
+                              31);
+    CHECK(consent_profile_decode(b, 31, arena_alloc, &A, &pr) == 0
+          && pr.t == 7 && pr.source.len == 4
+          && memcmp(pr.source.data, "a\\\"b", 4) == 0, "members");
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = strlen(bad[i]);
+        b = (const char *) dup_in(bad[i], n);
+        CHECK(consent_profile_decode(b, n, arena_alloc, &A, &pr) == -1,
+              "accepted %s", bad[i]);
+    }
+
+    CHECK(strstr(CONSENT_PROFILE_SCRIPT, "PEXPIRE") != NULL, "script");
+}
+
+
+/* ------------------------------------------------------------------ */
 
 #define RUN_BOTH(fn)                                                          \
     do {                                                                      \
@@ -3222,6 +3681,12 @@ main(void)
     RUN(test_endpoint);
     RUN(test_names);
     RUN(test_prefs_json);
+    RUN(test_time_parse);
+    RUN(test_days_from_civil);
+    RUN(test_resp_command);
+    RUN(test_resp_parse);
+    RUN(test_resp_elements);
+    RUN(test_profile_value);
     RUN_BOTH(test_route_rules);
     RUN_BOTH(test_route_default_deny);
     RUN_BOTH(test_route_policy_variants);
