@@ -20,7 +20,8 @@ CFLAGS_T   := -O1 -g -Wall -Wextra -Werror -std=c99 -Ingx_consent_module
 
 FUZZ_TIME  ?= 60
 
-.PHONY: all deps npm-deps run test test-unit test-prove fuzz fuzz-smoke clean
+.PHONY: all deps npm-deps run test test-unit test-prove fuzz fuzz-smoke clean \
+        fuzz-profile
 
 all: $(MODULE)
 
@@ -87,8 +88,26 @@ fuzz: $(BUILD)/fuzz_core
 	$(BUILD)/fuzz_core -max_total_time=$(FUZZ_TIME) -max_len=4096 \
 	    -print_final_stats=1 $(BUILD)/fuzz-corpus t/fuzz/corpus
 
+# consent_profile.c on its own (t/fuzz/fuzz_profile.c): timestamps,
+# RESP2, the stored value
+FUZZ_PROFILE_TIME ?= 60
+
+$(BUILD)/fuzz_profile: t/fuzz/fuzz_profile.c t/json/test_alloc.h \
+                      $(CORE_SRCS) ngx_consent_module/consent_core.h \
+                      $(BUILD)/.deps
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Ingx_consent_module -o $@ \
+	    t/fuzz/fuzz_profile.c $(CORE_SRCS)
+
+fuzz-profile: $(BUILD)/fuzz_profile
+	mkdir -p $(BUILD)/fuzz-profile-corpus
+	$(BUILD)/fuzz_profile -max_total_time=$(FUZZ_PROFILE_TIME) \
+	    -max_len=1024 -print_final_stats=1 $(BUILD)/fuzz-profile-corpus \
+	    t/fuzz/corpus-profile
+
 fuzz-smoke:
 	$(MAKE) fuzz FUZZ_TIME=15
+	$(MAKE) fuzz-profile FUZZ_PROFILE_TIME=10
 
 clean:
 	rm -rf $(BUILD)
