@@ -556,7 +556,7 @@ consent_profile_encode(char *out, size_t cap, const char *prefs,
     nlen = profile_i64(num, t);
 
     /* the worst case of the escaped source: \u00XX per byte */
-    if (prefs_len > SIZE_MAX / 2 || source_len > SIZE_MAX / 8) {
+    if (prefs_len > SIZE_MAX / 4 || source_len > SIZE_MAX / 16) {
         return 0;
     }
 
