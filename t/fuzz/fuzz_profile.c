@@ -95,11 +95,13 @@ walk(const char *p, size_t len, size_t n, unsigned depth)
     ptrdiff_t       rc;
     size_t          used = 0;
 
-    CHECK(depth <= CONSENT_RESP_MAX_DEPTH);
-
     while (n--) {
         rc = consent_resp_parse(p + used, len - used, &r);
         CHECK(rc > 0 && (size_t) rc <= len - used);
+
+        /* depth: this reply's level; arrays nest at most MAX levels */
+        CHECK(r.type != CONSENT_RESP_ARRAY
+              || depth <= CONSENT_RESP_MAX_DEPTH);
 
         if (r.type == CONSENT_RESP_ARRAY && r.nelts) {
             CHECK(walk(r.elts, r.elts_len, r.nelts, depth + 1)
