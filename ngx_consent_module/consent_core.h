@@ -393,6 +393,15 @@ size_t consent_profile_encode(char *out, size_t cap, const char *prefs,
 int consent_profile_decode(const char *s, size_t len, consent_alloc_pt alloc,
     void *ctx, consent_profile_t *out);
 
+/*
+ * A profile's key, prefix{u:ID} (kind 'u', userId) or prefix{a:ID}
+ * ('a', anonymousId): the hash tag keeps each id's key in one Redis
+ * Cluster slot.  Returns the length it needs, writing only when that
+ * fits in cap.
+ */
+size_t consent_profile_key(char *out, size_t cap, const char *prefix,
+    size_t prefix_len, char kind, const char *id, size_t id_len);
+
 /* the compare-and-set script, see consent_profile.c */
 extern const char  CONSENT_PROFILE_SCRIPT[];
 

@@ -649,6 +649,34 @@ consent_profile_decode(const char *s, size_t len, consent_alloc_pt alloc,
 }
 
 
+size_t
+consent_profile_key(char *out, size_t cap, const char *prefix,
+    size_t prefix_len, char kind, const char *id, size_t id_len)
+{
+    size_t  need;
+
+    if (prefix_len > SIZE_MAX / 2 || id_len > SIZE_MAX / 4) {
+        return 0;
+    }
+
+    need = prefix_len + id_len + sizeof("{u:}") - 1;
+
+    if (need > cap) {
+        return need;
+    }
+
+    memcpy(out, prefix, prefix_len);
+    out += prefix_len;
+    *out++ = '{';
+    *out++ = kind;
+    *out++ = ':';
+    memcpy(out, id, id_len);
+    out[id_len] = '}';
+
+    return need;
+}
+
+
 /* ------------------------------------------------------------------ */
 /* the compare-and-set script                                          */
 

@@ -3640,6 +3640,41 @@ test_profile_value(void)
 }
 
 
+static void
+test_profile_key(void)
+{
+    static const struct {
+        const char  *prefix;
+        char         kind;
+        const char  *id;
+        const char  *exp;
+    } cases[] = {
+        { "consent:", 'u', "user-1", "consent:{u:user-1}" },
+        { "consent:", 'a', "0b6e-41", "consent:{a:0b6e-41}" },
+        { "", 'u', "", "{u:}" },
+        { "p:", 'a', "a}b{c", "p:{a:a}b{c}" },
+    };
+
+    char    out[64];
+    size_t  i, n, elen;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        elen = strlen(cases[i].exp);
+        n = consent_profile_key(out, sizeof(out), cases[i].prefix,
+                                strlen(cases[i].prefix), cases[i].kind,
+                                cases[i].id, strlen(cases[i].id));
+        CHECK(n == elen && memcmp(out, cases[i].exp, n) == 0,
+              "case %zu: got %.*s", i, (int) n, out);
+
+        out[0] = 'x';
+        n = consent_profile_key(out, elen - 1, cases[i].prefix,
+                                strlen(cases[i].prefix), cases[i].kind,
+                                cases[i].id, strlen(cases[i].id));
+        CHECK(n == elen && out[0] == 'x', "case %zu: short", i);
+    }
+}
+
+
 /* ------------------------------------------------------------------ */
 
 #define RUN_BOTH(fn)                                                          \
@@ -3687,6 +3722,7 @@ main(void)
     RUN(test_resp_parse);
     RUN(test_resp_elements);
     RUN(test_profile_value);
+    RUN(test_profile_key);
     RUN_BOTH(test_route_rules);
     RUN_BOTH(test_route_default_deny);
     RUN_BOTH(test_route_policy_variants);
