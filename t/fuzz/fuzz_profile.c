@@ -8,7 +8,8 @@
  *   1  consent_resp_parse(): a reply's length is within the input, a
  *      prefix of it needs more, its elements walk to exactly elts_len
  *   2  consent_resp_command(): the input cut at '\n' into arguments,
- *      written as a command, parses back to the same bulk strings
+ *      written as a command, parses back to the same bulk strings;
+ *      consent_profile_key() of the first two: prefix{a:id}
  *   3  consent_profile_encode() of the input as the source, then
  *      decode: the same time, preferences and (unescaped) source
  *   4  consent_profile_decode() of the input: slices inside it
@@ -170,6 +171,23 @@ fuzz_command(const char *p, size_t len)
     }
 
     CHECK(n == 0);
+    free(buf);
+
+    /* the first two arguments as a key's prefix and id */
+    if (argc < 2) {
+        return;
+    }
+
+    need = lens[0] + lens[1] + 4;
+    buf = malloc(need);
+    CHECK(consent_profile_key(buf, need - 1, argv[0], lens[0], 'a',
+                              argv[1], lens[1]) == need);
+    CHECK(consent_profile_key(buf, need, argv[0], lens[0], 'a', argv[1],
+                              lens[1]) == need);
+    CHECK(memcmp(buf, argv[0], lens[0]) == 0
+          && memcmp(buf + lens[0], "{a:", 3) == 0
+          && memcmp(buf + lens[0] + 3, argv[1], lens[1]) == 0
+          && buf[need - 1] == '}');
     free(buf);
 }
 
