@@ -103,19 +103,24 @@ HOOK=/usr/share/doc/$PKG/examples/onetrust.lua
 [ -f "$EXAMPLE" ] || EXAMPLE="$ROOT/debian/example/consent-gateway.conf"
 [ -f "$HOOK" ] || HOOK="$ROOT/debian/example/onetrust.lua"
 
-start_sink() {   # name -> port
+start_sink() {   # name: started in this shell, so that cleanup stops it
     perl "$ROOT/demo/sink.pl" --name "$1" --log "$TMP/$1.log" \
         > "$TMP/$1.port" 2>"$TMP/$1.err" &
     SINK_PIDS="$SINK_PIDS $!"
+}
+sink_port() {   # name -> the port it printed
     for _ in $(seq 50); do
         grep -q '^PORT ' "$TMP/$1.port" 2>/dev/null && break
         sleep 0.1
     done
     sed -n 's/^PORT //p' "$TMP/$1.port" | head -1
 }
-P_AMP=$(start_sink amplitude)
-P_FB=$(start_sink facebook)
-P_WH=$(start_sink warehouse)
+start_sink amplitude
+start_sink facebook
+start_sink warehouse
+P_AMP=$(sink_port amplitude)
+P_FB=$(sink_port facebook)
+P_WH=$(sink_port warehouse)
 [ -n "$P_AMP" ] && [ -n "$P_FB" ] && [ -n "$P_WH" ] || fail "sinks did not start"
 PORT=$(perl -MIO::Socket::INET -e \
     'print IO::Socket::INET->new(LocalAddr=>"127.0.0.1",Listen=>1)->sockport')
