@@ -238,3 +238,11 @@ lintian: $(DEB)
 
 test-deb: $(DEB)
 	sh scripts/test-deb.sh $(DEB)
+
+# ---------------------------------------------------------------------
+# matrix (docs/install.md): nginx of bookworm, trixie and sid from their
+# Debian source packages, each with the module, the prove suite against
+# each (scripts/matrix.sh; about 10 minutes).  Not part of make test.
+.PHONY: matrix
+matrix: $(BUILD)/.deps $(BUILD)/.deps-deb npm-deps
+	sh scripts/matrix.sh
