@@ -207,7 +207,7 @@ test-valgrind: $(BUILD)/.deps $(MODULE) npm-deps
 # installs it on this machine's stock nginx, runs a gateway with it and
 # removes it again (scripts/test-deb.sh); not part of make test.
 .PHONY: deb lintian test-deb
-DEB_VERSION := $(shell dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null)
+DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 DEB_ARCH    := $(shell dpkg --print-architecture)
 DEB         := $(BUILD)/libnginx-mod-http-consent_$(DEB_VERSION)_$(DEB_ARCH).deb
 DEB_DEPS    := debhelper dpkg-dev lintian nginx nginx-dev liblua5.4-dev lua-cjson \
