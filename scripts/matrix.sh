@@ -20,6 +20,8 @@
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# the module's source tree (default: this repository)
+MOD=${MATRIX_MODULE_DIR:-$ROOT}
 M="$ROOT/build/matrix"
 A="$M/apt"
 SUITES=${*:-bookworm trixie sid}
@@ -75,8 +77,16 @@ for s in $SUITES; do
         set -e
         rm -rf "$D" && mkdir -p "$D" && cd "$D"
         # shellcheck disable=SC2086
-        apt-get $APT_OPTS -q source "nginx=$V" > "$D/source.log" 2>&1 \
-            || { cat "$D/source.log"; exit 1; }
+        if ! apt-get $APT_OPTS -q source "nginx=$V" > "$D/source.log" 2>&1; then
+            # the archive may lack the .dsc / .debian.tar.xz while it has
+            # the upstream tarball (nginx_UV.orig.tar.gz, nginx.org's
+            # release): build that, without Debian's patches, and say so
+            grep -E '^(Err|E):' "$D/source.log"
+            [ -f "nginx_$UV.orig.tar.gz" ] || exit 1
+            echo "matrix: $s: no Debian source package; building nginx_$UV.orig.tar.gz (upstream, without Debian's patches)"
+            rm -rf "nginx-$UV" && tar xzf "nginx_$UV.orig.tar.gz"
+            [ -d "nginx-$UV" ] || exit 1
+        fi
         cd "$D/nginx-$UV"
         v3=""
         case "$UV" in 1.2[5-9].*|1.[3-9]*) v3=--with-http_v3_module ;; esac
@@ -84,7 +94,7 @@ for s in $SUITES; do
         ./configure --prefix="$D/prefix" $FLAGS $v3 \
             --with-cc-opt='-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -D_FORTIFY_SOURCE=2' \
             --with-ld-opt='-Wl,-z,relro -Wl,-z,now -fPIC' \
-            --add-dynamic-module="$ROOT" > "$D/build.log" 2>&1 \
+            --add-dynamic-module="$MOD" > "$D/build.log" 2>&1 \
             || { tail -30 "$D/build.log"; exit 1; }
         make -j2 >> "$D/build.log" 2>&1 \
             || { grep -E 'error|Error' "$D/build.log" | head -30; exit 1; }
