@@ -97,7 +97,7 @@ for s in $SUITES; do
             --add-dynamic-module="$MOD" > "$D/build.log" 2>&1 \
             || { tail -30 "$D/build.log"; exit 1; }
         make -j2 >> "$D/build.log" 2>&1 \
-            || { grep -E 'error|Error' "$D/build.log" | head -30; exit 1; }
+            || { grep -E 'error:|Error [0-9]' "$D/build.log" | head -30; exit 1; }
     ) && {
         echo "matrix: $s: built $D/nginx-$UV/objs/nginx and the module; prove"
         cd "$ROOT" && TEST_NGINX_BINARY="$D/nginx-$UV/objs/nginx" \
