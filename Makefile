@@ -219,3 +219,51 @@ bench: $(MODULE)
 .PHONY: test-valgrind
 test-valgrind: $(BUILD)/.deps $(MODULE) npm-deps
 	CONSENT_TEST_VALGRIND=1 prove -j2 t/
+
+# ---------------------------------------------------------------------
+# Debian package (docs/install.md): build/libnginx-mod-http-consent_
+# VERSION_ARCH.deb, built by dpkg-buildpackage from debian/ with nginx-dev's
+# dh-sequence-nginx (as Debian builds its libnginx-mod-* packages) in a
+# copy of the tree under build/deb, then checked by lintian.  make test-deb
+# installs it on this machine's stock nginx, runs a gateway with it and
+# removes it again (scripts/test-deb.sh); not part of make test.
+.PHONY: deb lintian test-deb
+DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+DEB_ARCH    := $(shell dpkg --print-architecture)
+DEB         := $(BUILD)/libnginx-mod-http-consent_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_DEPS    := debhelper dpkg-dev lintian nginx nginx-dev liblua5.4-dev lua-cjson \
+               pkg-config zlib1g-dev libpcre2-dev libssl-dev
+
+$(BUILD)/.deps-deb: scripts/deps.sh
+	sh scripts/deps.sh $(DEB_DEPS)
+	mkdir -p $(BUILD) && touch $@
+
+deb: $(DEB)
+
+$(DEB): $(BUILD)/.deps-deb config $(SRCS) $(wildcard debian/* debian/*/*) \
+        $(wildcard lua/consent/*.lua lua/examples/*.lua) README.md docs/install.md
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	git ls-files -co --exclude-standard \
+	    | grep -v -e '^build/' -e '^node_modules/' \
+	    | while read -r f; do [ -e "$$f" ] && echo "$$f"; done \
+	    | tar -cf - -T - | tar -xf - -C $(BUILD)/deb/src
+	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc > ../build.log 2>&1 \
+	    || { tail -40 ../build.log; exit 1; }
+	cp $(BUILD)/deb/$(notdir $(DEB)) $@
+	dpkg-deb -I $@ | sed -n '/Package:/,$$p'
+	dpkg-deb -c $@ | awk '{print $$6, $$7, $$8}'
+	@echo "deb: $@"
+
+lintian: $(DEB)
+	lintian --info --display-info --pedantic $(BUILD)/deb/*.changes
+
+test-deb: $(DEB)
+	sh scripts/test-deb.sh $(DEB)
+
+# ---------------------------------------------------------------------
+# matrix (docs/install.md): nginx of bookworm, trixie and sid from their
+# Debian source packages, each with the module, the prove suite against
+# each (scripts/matrix.sh; about 10 minutes).  Not part of make test.
+.PHONY: matrix
+matrix: $(BUILD)/.deps $(BUILD)/.deps-deb npm-deps
+	sh scripts/matrix.sh

@@ -5,9 +5,9 @@
  * small bomb costs at most that much memory.
  */
 
-#include <zlib.h>
+#include "ngx_http_consent.h"    /* ngx_config.h first: _GNU_SOURCE */
 
-#include "ngx_http_consent.h"
+#include <zlib.h>
 
 
 static void *ngx_http_consent_zalloc(void *opaque, u_int items, u_int size);

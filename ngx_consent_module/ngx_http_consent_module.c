@@ -351,8 +351,7 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_consent_main_conf_t *cmcf = conf;
 
     if (cmcf->lua_path.data == NULL) {
-        ngx_str_set(&cmcf->lua_path, NGX_HTTP_CONSENT_LUA_DIR "/?.lua;"
-                                     NGX_HTTP_CONSENT_LUA_DIR "/?/init.lua;;");
+        ngx_str_set(&cmcf->lua_path, NGX_HTTP_CONSENT_LUA_PATH);
     }
 
     ngx_conf_init_uint_value(cmcf->max_instructions, 1000000);
