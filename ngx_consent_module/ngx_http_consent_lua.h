@@ -8,11 +8,13 @@
 #define _NGX_HTTP_CONSENT_LUA_H_INCLUDED_
 
 
+/* nginx's headers first: ngx_config.h defines _GNU_SOURCE, which
+   nginx >= 1.25's QUIC structures (struct in6_pktinfo) need */
+#include "ngx_http_consent.h"
+
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
-
-#include "ngx_http_consent.h"
 
 
 /* one call of a hook's event(): what it is given and what it decided */
