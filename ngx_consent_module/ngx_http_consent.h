@@ -130,6 +130,7 @@ typedef struct {
     ngx_uint_t                  pending;
     ngx_str_t                  *reasons;        /* lua_rejected, per event */
     ngx_str_t                   page;           /* JSON for nginx's error */
+    ngx_list_t                 *dest_headers;   /* the default set */
     const char                 *error;          /* request-level code */
     unsigned                    gzip:1;
     unsigned                    background:1;
@@ -166,6 +167,8 @@ ngx_int_t ngx_http_consent_body_encoding(ngx_http_request_t *r,
     ngx_uint_t *gzip);
 ngx_int_t ngx_http_consent_body(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_refusal_t *rf);
+ngx_int_t ngx_http_consent_body_too_large(ngx_http_request_t *r,
+    ngx_http_consent_refusal_t *rf);
 
 ngx_int_t ngx_http_consent_deliver(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
@@ -199,7 +202,7 @@ ngx_uint_t ngx_http_consent_loop(ngx_http_request_t *r);
 char *ngx_http_consent_headers_param(ngx_conf_t *cf,
     ngx_http_consent_dest_conf_t *dest, ngx_str_t *param);
 ngx_list_t *ngx_http_consent_headers(ngx_http_request_t *r,
-    ngx_http_consent_dest_conf_t *dest);
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_dest_conf_t *dest);
 ngx_int_t ngx_http_consent_header_push(ngx_list_t *list, ngx_str_t *key,
     ngx_str_t *lowcase, ngx_str_t *value);
 ngx_uint_t ngx_http_consent_token_char(u_char c);

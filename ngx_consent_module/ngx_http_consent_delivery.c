@@ -102,7 +102,7 @@ ngx_http_consent_deliver(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        headers = ngx_http_consent_headers(r, &dests[d]);
+        headers = ngx_http_consent_headers(r, ctx, &dests[d]);
         if (headers == NULL) {
             return NGX_ERROR;
         }

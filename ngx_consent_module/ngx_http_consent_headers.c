@@ -59,6 +59,8 @@ static ngx_str_t  ngx_http_consent_never_passed[] = {
 };
 
 
+static ngx_list_t *ngx_http_consent_headers_build(ngx_http_request_t *r,
+    ngx_http_consent_dest_conf_t *dest);
 static ngx_int_t ngx_http_consent_headers_copy(ngx_http_request_t *r,
     ngx_list_t *list, ngx_str_t *lowcase);
 static ngx_int_t ngx_http_consent_headers_set(ngx_http_request_t *r,
@@ -160,10 +162,30 @@ ngx_http_consent_headers_param(ngx_conf_t *cf,
 }
 
 
-/* the headers of a subrequest to dest, replacing the client's */
+/*
+ * the headers of a subrequest to dest, replacing the client's; the
+ * destinations without pass_header= or drop_header= share one list
+ * (the proxy module only reads it), built once per request
+ */
 
 ngx_list_t *
-ngx_http_consent_headers(ngx_http_request_t *r,
+ngx_http_consent_headers(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
+    ngx_http_consent_dest_conf_t *dest)
+{
+    if (dest->pass != NULL || dest->drop != 0) {
+        return ngx_http_consent_headers_build(r, dest);
+    }
+
+    if (ctx->dest_headers == NULL) {
+        ctx->dest_headers = ngx_http_consent_headers_build(r, dest);
+    }
+
+    return ctx->dest_headers;
+}
+
+
+static ngx_list_t *
+ngx_http_consent_headers_build(ngx_http_request_t *r,
     ngx_http_consent_dest_conf_t *dest)
 {
     ngx_str_t                        json, *pass;
