@@ -34,10 +34,7 @@ ngx_http_consent_body(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     }
 
     if (ctx->body_len > clcf->max_body_size) {
-        return ngx_http_consent_refusal(r, rf,
-                                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                        "too_large", "request body exceeds "
-                                        "%uz bytes", clcf->max_body_size);
+        return ngx_http_consent_body_too_large(r, rf);
     }
 
     if (ctx->gzip) {
@@ -45,6 +42,22 @@ ngx_http_consent_body(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/* announced (Content-Length) or read: over consent_max_body_size */
+
+ngx_int_t
+ngx_http_consent_body_too_large(ngx_http_request_t *r,
+    ngx_http_consent_refusal_t *rf)
+{
+    ngx_http_consent_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
+
+    return ngx_http_consent_refusal(r, rf, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                    "too_large", "request body exceeds %uz "
+                                    "bytes", clcf->max_body_size);
 }
 
 

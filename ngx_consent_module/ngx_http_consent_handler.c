@@ -26,6 +26,7 @@ ngx_http_consent_handler(ngx_http_request_t *r)
     ngx_uint_t                    gzip;
     consent_endpoint_e            ep;
     ngx_http_consent_ctx_t       *ctx;
+    ngx_http_consent_refusal_t    rf;
     ngx_http_consent_loc_conf_t  *clcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
@@ -59,16 +60,8 @@ ngx_http_consent_handler(ngx_http_request_t *r)
     }
 
     if (r->headers_in.content_length_n > (off_t) clcf->max_body_size) {
-        msg.data = ngx_pnalloc(r->pool, 64);
-        if (msg.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        msg.len = ngx_sprintf(msg.data, "request body exceeds %uz bytes",
-                              clcf->max_body_size) - msg.data;
-
-        return ngx_http_consent_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "too_large", &msg);
+        (void) ngx_http_consent_body_too_large(r, &rf);
+        return ngx_http_consent_refuse(r, rf.status, rf.code, &rf.message);
     }
 
     if (ngx_http_consent_body_encoding(r, &gzip) != NGX_OK) {
