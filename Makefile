@@ -76,8 +76,8 @@ test-unit: $(BUILD)/.deps $(BUILD)/unit
 test-prove: $(MODULE) npm-deps
 	prove -j2 t/
 
-$(BUILD)/fuzz_core: t/fuzz/fuzz_core.c t/json/test_alloc.h $(CORE_SRCS) \
-                   ngx_consent_module/consent_core.h $(BUILD)/.deps
+$(BUILD)/fuzz_core: t/fuzz/fuzz_core.c t/json/test_alloc.h t/fuzz/fuzz_check.h \
+                   $(CORE_SRCS) ngx_consent_module/consent_core.h $(BUILD)/.deps
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -Ingx_consent_module -o $@ \
 	    t/fuzz/fuzz_core.c $(CORE_SRCS)
@@ -93,6 +93,7 @@ fuzz: $(BUILD)/fuzz_core
 FUZZ_PROFILE_TIME ?= 60
 
 $(BUILD)/fuzz_profile: t/fuzz/fuzz_profile.c t/json/test_alloc.h \
+                      t/fuzz/fuzz_check.h \
                       $(CORE_SRCS) ngx_consent_module/consent_core.h \
                       $(BUILD)/.deps
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \

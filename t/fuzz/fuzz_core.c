@@ -24,19 +24,12 @@
 #define TEST_MAX_BLOCKS  4096
 
 #include "../json/test_alloc.h"
+#include "fuzz_check.h"
 
 
 static const consent_str_t  cats[] = {
     { "C0001", 5 }, { "C0002", 5 }, { "C0003", 5 }, { "C0004", 5 }
 };
-
-
-#define CHECK(cond)                                                          \
-    if (!(cond)) {                                                           \
-        fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__,   \
-                __LINE__);                                                   \
-        abort();                                                             \
-    }
 
 
 static void

@@ -24,14 +24,7 @@
 #define TEST_MAX_BLOCKS  64
 
 #include "../json/test_alloc.h"
-
-
-#define CHECK(cond)                                                          \
-    if (!(cond)) {                                                           \
-        fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__,   \
-                __LINE__);                                                   \
-        abort();                                                             \
-    }
+#include "fuzz_check.h"
 
 
 /* Hinnant's civil_from_days, the inverse the core does not need */
