@@ -341,11 +341,11 @@ sub monitor {
 # the deadline (seconds, default 5) passed: list of array refs.  MONITOR
 # lines: +1700000000.123456 [0 127.0.0.1:1234] "cmd" "arg" ...
 sub monitored {
-    my ($m, $want, $filter, $secs) = @_;
+    my ($m, $want, $filter, $secs, $stop) = @_;
     $filter //= sub { 1 };
     my $deadline = time + ($secs // 5);
     my @got;
-    while (@got < $want) {
+    while (@got < $want && !($stop && $$stop)) {
         my $l = eval { $m->_line($deadline) };
         last unless defined $l;
         next unless $l =~ /^\+\d+\.\d+ \[[^\]]*\] (.*)$/;
@@ -359,6 +359,18 @@ sub monitored {
         }
         push @got, \@args if $filter->(@args);
     }
+    return @got;
+}
+
+
+# Commands seen until one matches $last (a code ref on the argument
+# list; it is included): send a sentinel (ECHO tag) from another
+# connection after the requests, then read up to it.  Deadline 10 s.
+sub monitored_until {
+    my ($m, $last) = @_;
+    my $done = 0;
+    my @got = $m->monitored(1e9, sub { $done ||= $last->(@_); 1 }, 10,
+                            \$done);
     return @got;
 }
 
