@@ -86,6 +86,7 @@ ngx_http_consent_profile(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
 
     if (ngx_http_consent_profile_send(pf, 1) != NGX_OK) {
         /* the store is unreachable: lookups fail closed at once */
+        pf->done = NULL;
         ngx_http_consent_profile_answer(pf, NGX_ERROR, NULL, 0, 0);
         return NGX_OK;
     }
@@ -130,9 +131,11 @@ ngx_http_consent_profile_answer(void *data, ngx_int_t rc, u_char *replies,
 
     ngx_http_consent_status_profile_trip(r, ngx_current_msec - pf->sent);
 
-    if (rc != NGX_OK
-        || ngx_http_consent_profile_read(pf, replies, len, n) != NGX_OK)
+    if (ngx_http_consent_profile_read(pf, rc == NGX_OK ? replies : NULL,
+                                      len, n)
+        != NGX_OK && pf->round == 1)
     {
+        /* lookups fail closed; a failed link write only goes unstored */
         pf->failed = 1;
     }
 

@@ -1204,14 +1204,15 @@ ngx_http_consent_status_profiles_json(u_char *p,
         trips += pr->bucket[i];
     }
 
-    p = ngx_cpymem(p, ",\"profiles\":{\"lookups\":", 22);
+    p = ngx_cpymem(p, ",\"profiles\":{\"lookups\":",
+                   sizeof(",\"profiles\":{\"lookups\":") - 1);
 
     for (i = 0; i < NGX_HTTP_CONSENT_LOOKUP_N; i++) {
         p = ngx_sprintf(p, "%c\"%s\":%uA", i ? ',' : '{',
                         ngx_http_consent_status_lookups[i], pr->lookups[i]);
     }
 
-    p = ngx_cpymem(p, "},\"records\":", 12);
+    p = ngx_cpymem(p, "},\"records\":", sizeof("},\"records\":") - 1);
 
     for (i = 0; i < NGX_HTTP_CONSENT_RECORD_N; i++) {
         p = ngx_sprintf(p, "%c\"%s\":%uA", i ? ',' : '{',

@@ -350,7 +350,8 @@ ngx_http_consent_store_write_handler(ngx_event_t *wev)
     st = c->data;
 
     if (st->connecting) {
-        if (wev->timedout) {
+        if (!wev->ready) {
+            /* posted by a send, before the connect completed */
             return;
         }
 
