@@ -1284,8 +1284,6 @@ ngx_http_consent_status_text(u_char *p, ngx_http_consent_status_conf_t *scf,
                        "forwarded nowhere.");
     p = ngx_sprintf(p, "ngx_consent_telemetry_total %uA\n", sh->telemetry);
 
-    p = ngx_http_consent_status_profiles_text(p, &sh->profiles);
-
     p = ngx_http_consent_status_help(p,
             "ngx_consent_destination_latency_seconds", "histogram",
             "Destination subrequest time, from creation to completion.");
@@ -1331,7 +1329,8 @@ ngx_http_consent_status_text(u_char *p, ngx_http_consent_status_conf_t *scf,
 
 static u_char *
 ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
-    ngx_atomic_uint_t *req, ngx_uint_t ncodes)
+    ngx_atomic_uint_t *req, ngx_uint_t ncodes,
+    ngx_http_consent_status_profiles_t *profiles)
 {
     ngx_uint_t                       i, b, k;
     ngx_atomic_uint_t                cum;
@@ -1410,7 +1409,10 @@ ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
     }
 
     *p++ = '}';
-    p = ngx_http_consent_status_profiles_json(p, &sh->profiles);
+
+    if (profiles) {
+        p = ngx_http_consent_status_profiles_json(p, profiles);
+    }
 
     return ngx_cpymem(p, "}\n", 2);
 }
@@ -1430,6 +1432,7 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     ngx_http_consent_status_conf_t  *scf;
     ngx_http_consent_status_name_t  *n;
     ngx_http_consent_main_conf_t    *cmcf;
+    ngx_http_consent_status_profiles_t  *profiles;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -1491,12 +1494,20 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* profile metrics only where some location uses a store */
+    profiles = cmcf->stores.nelts ? &scf->sh->profiles : NULL;
+
     if (json) {
-        p = ngx_http_consent_status_json(buf, scf, req, ncodes);
+        p = ngx_http_consent_status_json(buf, scf, req, ncodes, profiles);
         ngx_str_set(&r->headers_out.content_type, "application/json");
 
     } else {
         p = ngx_http_consent_status_text(buf, scf, req, ncodes);
+
+        if (profiles) {
+            p = ngx_http_consent_status_profiles_text(p, profiles);
+        }
+
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
     }
