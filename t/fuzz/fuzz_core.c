@@ -411,6 +411,50 @@ check_default_deny(consent_policy_t *policy, const uint8_t *data,
 }
 
 
+/*
+ * A profile's routing: an event routed again with consent_route() on a
+ * mask routes exactly as a hook setting that mask would have routed it
+ */
+static uint64_t  route_mask;
+
+static consent_hook_e
+set_hook(void *data, consent_result_t *res, uint32_t i, uint64_t *consented)
+{
+    consented[0] = route_mask;
+    return CONSENT_HOOK_SET;
+}
+
+
+static void
+check_route(consent_policy_t *policy, const uint8_t *data, size_t size,
+    consent_result_t *res)
+{
+    size_t            e, d, i;
+    consent_result_t  set;
+
+    route_mask = (uint64_t) data[0] * 0x9e3779b97f4a7c15ULL;
+
+    consent_process_hooked(policy, (consent_endpoint_e) (data[0] % 7 + 1),
+                           data + 2, size - 2, test_alloc, NULL, set_hook,
+                           NULL, &set);
+
+    CHECK(set.code == CONSENT_OK && set.nevents == res->nevents);
+
+    for (e = 0; e < res->nevents; e++) {
+        if (res->events[e].code != CONSENT_OK) {
+            continue;
+        }
+
+        consent_route(policy, res, (uint32_t) e, &route_mask);
+
+        for (d = 0; d < policy->ndests; d++) {
+            i = e * policy->ndests + d;
+            CHECK(res->outcome[i] == set.outcome[i]);
+        }
+    }
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -493,6 +537,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (policy.default_deny && !(data[1] & 0x10)) {
             check_default_deny(&policy, data, size, &res);
+        }
+
+        /* last: it routes res again */
+        if (!(data[1] & 0x10)) {
+            check_route(&policy, data, size, &res);
         }
     }
 

@@ -1205,6 +1205,81 @@ test_route_default_deny(void)
 }
 
 
+/*
+ * Profiles: an event without consent routed again on a stored
+ * preference object (consent_prefs_mask, consent_route) routes as if it
+ * had carried that object; integrations still apply, the batch's too.
+ */
+static void
+test_route_profile(void)
+{
+    static const struct {
+        consent_endpoint_e   ep;
+        const char          *q;
+        const char          *stored;    /* per event, NULL: left alone */
+        const char          *exp;
+        const char          *sources;   /* per event: N E B H C */
+    } cases[] = {
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}",
+          "{\"C0002\":true,\"C0004\":false}", "DCDD", "N" },
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}", "{}", "CCDD", "N" },
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}",
+          "{\"C0002\":true,\"C0004\":true,\"C0005\":true,\"X\":1}",
+          "DDDD", "N" },
+        /* false wins where a category appears twice */
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}",
+          "{\"C0002\":true,\"C0002\":false}", "CCDD", "N" },
+        { CONSENT_EP_TRACK, "{" U "'integrations':{'webhook':false}}",
+          "{\"C0002\":true}", "DCDI", "N" },
+        { CONSENT_EP_BATCH, "{'integrations':{'amplitude':false},"
+          "'batch':[{'type':'track'," U0 "},{'type':'track'," U
+          PREFS("{'C0002':true}") "}]}", "{\"C0002\":true}",
+          "ICDD|ICDD", "NE" },
+        { CONSENT_EP_BATCH, "{'batch':[{'type':'track'," U0 "}],"
+          PREFS("{'C0004':true}") "}", NULL, "CCDD", "B" },
+        { CONSENT_EP_TRACK, "{" U "'context':{'consent':5}}", NULL, "CCDD",
+          "C" },
+    };
+
+    uint64_t  mask[CONSENT_MASK_WORDS];
+    size_t    i, e, k;
+    char      src[8];
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cur_test = "route_profile";
+        CHECK_INT(proc(&P, cases[i].ep, cases[i].q), CONSENT_OK);
+
+        for (e = 0, k = 0; e < R.nevents && k < sizeof(src) - 1; e++) {
+            src[k++] = "NEBHC"[R.events[e].source];
+
+            if (cases[i].stored == NULL
+                || R.events[e].source != CONSENT_SRC_NONE)
+            {
+                continue;
+            }
+
+            CHECK(consent_prefs_mask(&P, cases[i].stored,
+                                     strlen(cases[i].stored), arena_alloc,
+                                     &A, mask) == 0, "case %zu: mask", i);
+            consent_route(&P, &R, (uint32_t) e, mask);
+        }
+
+        src[k] = '\0';
+        CHECK(strcmp(routes(), cases[i].exp) == 0
+              && strcmp(src, cases[i].sources) == 0,
+              "case %zu: routes %s sources %s, expected %s %s", i, routes(),
+              src, cases[i].exp, cases[i].sources);
+    }
+
+    /* not an object: refused, the mask untouched */
+    mask[0] = 7;
+    CHECK(consent_prefs_mask(&P, "[]", 2, arena_alloc, &A, mask) == -1
+          && mask[0] == 7, "prefs_mask: array");
+    CHECK(consent_prefs_mask(&P, "{", 1, arena_alloc, &A, mask) == -1,
+          "prefs_mask: truncated");
+}
+
+
 static void
 test_route_rules(void)
 {
@@ -3725,6 +3800,7 @@ main(void)
     RUN(test_profile_key);
     RUN_BOTH(test_route_rules);
     RUN_BOTH(test_route_default_deny);
+    RUN_BOTH(test_route_profile);
     RUN_BOTH(test_route_policy_variants);
     RUN(test_validation_request);
     RUN(test_validation_size);
