@@ -30,6 +30,7 @@ static u_char *ngx_http_consent_api_profile(ngx_http_request_t *r, u_char *p,
     ngx_http_consent_pkey_t *k);
 static ngx_int_t ngx_http_consent_api_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
+static ngx_int_t ngx_http_consent_api_bad_reply(ngx_http_request_t *r);
 static void ngx_http_consent_api_cleanup(void *data);
 
 
@@ -241,10 +242,7 @@ ngx_http_consent_api_get(ngx_http_consent_api_t *api, u_char *replies,
                                                reply.elts_len, &api->keys[i])
                != NGX_OK)
         {
-            return ngx_http_consent_api_error(r, NGX_HTTP_BAD_GATEWAY,
-                                              "store_error",
-                                              "unexpected profile store "
-                                              "reply");
+            return ngx_http_consent_api_bad_reply(r);
         }
 
         replies += rc;
@@ -330,10 +328,7 @@ ngx_http_consent_api_delete(ngx_http_consent_api_t *api, u_char *replies,
         rc = consent_resp_parse((char *) replies, len, &reply);
 
         if (rc <= 0 || reply.type != CONSENT_RESP_INTEGER) {
-            return ngx_http_consent_api_error(r, NGX_HTTP_BAD_GATEWAY,
-                                              "store_error",
-                                              "unexpected profile store "
-                                              "reply");
+            return ngx_http_consent_api_bad_reply(r);
         }
 
         replies += rc;
@@ -373,6 +368,14 @@ ngx_http_consent_api_error(ngx_http_request_t *r, ngx_uint_t status,
     msg.len = ngx_strlen(message);
 
     return ngx_http_consent_error(r, status, code, &msg);
+}
+
+
+static ngx_int_t
+ngx_http_consent_api_bad_reply(ngx_http_request_t *r)
+{
+    return ngx_http_consent_api_error(r, NGX_HTTP_BAD_GATEWAY, "store_error",
+                                      "unexpected profile store reply");
 }
 
 

@@ -342,12 +342,12 @@ ngx_http_consent_profile_add(ngx_http_consent_profile_t *pf, uint32_t e,
 
     if (pf->table[h] == 0) {
         pf->table[h] = ++pf->nkeys;
-        k = &pf->keys[pf->nkeys - 1];
-        k->key.data = p;
-        k->key.len = len;
+        pf->keys[pf->nkeys - 1].key.data = p;
+        pf->keys[pf->nkeys - 1].key.len = len;
     }
 
     i = pf->table[h] - 1;
+    k = &pf->keys[i];
 
     pf->ids[e * NGX_HTTP_CONSENT_PROFILE_IDS + j] = i + 1;
 
