@@ -24,9 +24,10 @@ ngx_http_consent_profiles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_consent_loc_conf_t *clcf = conf;
 
     char                          *rv;
+    u_char                        *p;
     ngx_str_t                     *value;
     ngx_url_t                      u;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, j;
     ngx_http_consent_profiles_t   *pr;
     ngx_http_consent_main_conf_t  *cmcf;
 
@@ -55,6 +56,20 @@ ngx_http_consent_profiles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&pr->prefix, "consent:");
 
     for (i = 2; i < cf->args->nelts; i++) {
+        for (j = 2; j < i; j++) {
+            p = ngx_strlchr(value[j].data, value[j].data + value[j].len, '=');
+
+            if (p != NULL
+                && ngx_strncmp(value[j].data, value[i].data,
+                               p + 1 - value[j].data) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate \"%*s\" in \"consent_profiles\"",
+                                   p + 1 - value[j].data, value[j].data);
+                return NGX_CONF_ERROR;
+            }
+        }
+
         rv = ngx_http_consent_profiles_param(cf, pr, &value[i]);
         if (rv != NGX_CONF_OK) {
             return rv;
@@ -67,17 +82,9 @@ ngx_http_consent_profiles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid profile store address \"%V\"%s%s, "
-                           "expected host:port or unix:/path", &u.url,
+                           "invalid address \"%V\" in \"consent_profiles\""
+                           "%s%s, expected host:port or unix:/path", &u.url,
                            u.err ? ": " : "", u.err ? u.err : "");
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.uri.len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid profile store address \"%V\": "
-                           "a path is not allowed, expected host:port or "
-                           "unix:/path", &u.url);
         return NGX_CONF_ERROR;
     }
 
