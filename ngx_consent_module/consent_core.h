@@ -169,6 +169,9 @@ typedef struct {
      */
     consent_str_t    *rewrite;
 
+    /* the rewritten events written out whole, see consent_split_rewrites */
+    consent_str_t    *whole;
+
     /* the batch envelope's integrations, for consent_route() */
     uint8_t          *batch_integ;
     uint8_t           batch_all;
@@ -253,6 +256,8 @@ size_t consent_json_str_decode(const unsigned char *base,
  * Returns the number of slices.
  */
 size_t consent_split_max(const consent_result_t *res);
+int consent_split_rewrites(consent_result_t *res, const unsigned char *body,
+    consent_alloc_pt alloc, void *ctx);
 size_t consent_split(const consent_result_t *res, size_t d,
     const unsigned char *body, consent_slice_t *out);
 
