@@ -237,6 +237,16 @@ void consent_route(const consent_policy_t *policy, consent_result_t *res,
 int consent_prefs_mask(const consent_policy_t *policy, const char *json,
     size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask);
 
+/*
+ * The same for a stored profile value, {"p":{...},...} (see
+ * consent_profile_encode): one scan gives the mask of its "p" object
+ * and, in prefs, the object's bytes.  0, or -1 if there is no such
+ * object.
+ */
+int consent_profile_mask(const consent_policy_t *policy, const char *value,
+    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask,
+    consent_str_t *prefs);
+
 /* a category's index among the enabled ones, or -1 */
 long consent_policy_find(const consent_policy_t *p, const char *id,
     size_t len);

@@ -682,6 +682,43 @@ consent_route(const consent_policy_t *policy, consent_result_t *res,
 
 
 int
+consent_profile_mask(const consent_policy_t *policy, const char *value,
+    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask,
+    consent_str_t *prefs)
+{
+    route_t         r;
+    uint32_t        p;
+    consent_json_t  js;
+
+    if (consent_json_scan(&js, (const unsigned char *) value, len, alloc,
+                          ctx)
+        != 0 || js.tok[0].type != CONSENT_JSON_OBJECT)
+    {
+        return -1;
+    }
+
+    p = consent_json_member((const unsigned char *) value, js.tok, 0, "p", 1);
+
+    if (p == 0 || js.tok[p].type != CONSENT_JSON_OBJECT) {
+        return -1;
+    }
+
+    memset(&r, 0, sizeof(route_t));
+    r.policy = policy;
+    r.b = (const unsigned char *) value;
+    r.tok = js.tok;
+    r.nwords = (policy->ncategories + 63) / 64;
+
+    read_prefs_object(&r, p, mask);
+
+    prefs->data = value + js.tok[p].start;
+    prefs->len = js.tok[p].end - js.tok[p].start;
+
+    return 0;
+}
+
+
+int
 consent_prefs_mask(const consent_policy_t *policy, const char *json,
     size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask)
 {

@@ -245,9 +245,8 @@ static void
 ngx_http_consent_profile_enforce(ngx_http_consent_profile_t *pf, uint32_t e,
     ngx_http_consent_pkey_t *k)
 {
-    uint64_t            mask[CONSENT_MASK_WORDS];
-    consent_result_t   *res;
-    consent_profile_t   p;
+    uint64_t           mask[CONSENT_MASK_WORDS];
+    consent_result_t  *res;
 
     res = &pf->ctx->result;
 
@@ -261,24 +260,30 @@ ngx_http_consent_profile_enforce(ngx_http_consent_profile_t *pf, uint32_t e,
         return;
     }
 
-    if (consent_profile_decode((char *) k->stored.data, k->stored.len,
-                               ngx_http_consent_palloc, pf->request->pool, &p)
-        != 0
-        || consent_prefs_mask(pf->policy, p.prefs.data, p.prefs.len,
-                              ngx_http_consent_palloc, pf->request->pool,
-                              mask)
-           != 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, pf->request->connection->log, 0,
-                      "consent: stored profile \"%V\" is not valid",
-                      &k->key);
-        goto closed;
+    /* once per key, however many events it routes */
+    if (k->mask == NULL) {
+        k->mask = ngx_palloc(pf->request->pool,
+                             CONSENT_MASK_WORDS * sizeof(uint64_t));
+
+        if (k->mask == NULL
+            || consent_profile_mask(pf->policy, (char *) k->stored.data,
+                                    k->stored.len, ngx_http_consent_palloc,
+                                    pf->request->pool, k->mask, &k->prefs)
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_ERR, pf->request->connection->log, 0,
+                          "consent: stored profile \"%V\" is not valid",
+                          &k->key);
+            k->mask = NULL;
+            k->failed = 1;
+            goto closed;
+        }
     }
 
-    consent_route(pf->policy, res, e, mask);
+    consent_route(pf->policy, res, e, k->mask);
 
     /* destinations see what was enforced */
-    res->rewrite[e] = p.prefs;
+    res->rewrite[e] = k->prefs;
     pf->ctx->profiled++;
     pf->lookups[NGX_HTTP_CONSENT_LOOKUP_HIT]++;
     return;

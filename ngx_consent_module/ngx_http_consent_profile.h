@@ -27,6 +27,8 @@ typedef struct {
     ngx_str_t                   stored;         /* after the round trip */
     int64_t                     st;
     int64_t                     so;
+    uint64_t                   *mask;           /* stored's, or NULL */
+    consent_str_t               prefs;          /* stored's "p" */
     unsigned                    found:1;        /* stored holds one */
     unsigned                    failed:1;       /* its reply was an error */
     unsigned                    relink:1;       /* round 2 writes stored */
