@@ -139,7 +139,9 @@ ngx_http_consent_profile_answer(void *data, ngx_int_t rc, u_char *replies,
         pf->failed = 1;
     }
 
-    if (pf->round == 1 && !pf->failed && ngx_http_consent_profile_link(pf)
+    if (pf->round == 1 && !pf->failed
+        && ngx_http_consent_profile_link(pf)
+           + ngx_http_consent_profile_later(pf)
         && ngx_http_consent_profile_send(pf, 2) == NGX_OK)
     {
         return;
@@ -200,6 +202,8 @@ ngx_http_consent_profile_link(ngx_http_consent_profile_t *pf)
             k->so = best->so;
             k->stored = best->stored;
             k->relink = 1;
+            k->write = 1;
+            k->round = 2;
             n++;
         }
     }

@@ -31,6 +31,8 @@ typedef struct {
     consent_str_t               prefs;          /* stored's "p" */
     unsigned                    found:1;        /* stored holds one */
     unsigned                    failed:1;       /* its reply was an error */
+    unsigned                    round:2;        /* sent in: 1, 2, 0 never */
+    unsigned                    write:1;        /* EVALSHA, not HMGET */
     unsigned                    relink:1;       /* round 2 writes stored */
 } ngx_http_consent_pkey_t;
 
@@ -65,6 +67,7 @@ ngx_http_consent_pkey_t *ngx_http_consent_profile_key(
     ngx_http_consent_profile_t *pf, ngx_uint_t e, ngx_uint_t j);
 ngx_int_t ngx_http_consent_profile_commands(ngx_http_consent_profile_t *pf,
     ngx_uint_t round, ngx_str_t *cmds, ngx_uint_t *n);
+ngx_uint_t ngx_http_consent_profile_later(ngx_http_consent_profile_t *pf);
 ngx_int_t ngx_http_consent_profile_read(ngx_http_consent_profile_t *pf,
     u_char *replies, size_t len, ngx_uint_t n);
 ngx_int_t ngx_http_consent_profile_stored(ngx_pool_t *pool, const char *p,

@@ -25,11 +25,10 @@ static ngx_int_t ngx_http_consent_profile_value(ngx_http_consent_profile_t *pf,
     uint32_t e, int64_t t, ngx_str_t *value);
 static ngx_uint_t ngx_http_consent_profile_argv(
     ngx_http_consent_profile_t *pf, ngx_http_consent_pkey_t *k,
-    ngx_uint_t round, const char **argv, size_t *lens,
-    u_char num[][NGX_INT64_LEN]);
+    const char **argv, size_t *lens, u_char num[][NGX_INT64_LEN]);
 static ngx_int_t ngx_http_consent_profile_add(ngx_http_consent_profile_t *pf,
     uint32_t e, ngx_uint_t j, char kind, ngx_str_t *id, ngx_str_t *value,
-    int64_t t, int64_t o);
+    int64_t t, int64_t o, ngx_uint_t later);
 
 
 static ngx_uint_t  ngx_http_consent_profile_seq;
@@ -105,7 +104,7 @@ ngx_http_consent_profile_event(ngx_http_consent_profile_t *pf, uint32_t e,
 {
     int64_t           t, o;
     ngx_str_t         ids[NGX_HTTP_CONSENT_PROFILE_IDS], value;
-    ngx_uint_t        j, n;
+    ngx_uint_t        j, n, later;
     consent_event_t  *ev;
 
     static const char  kinds[] = { 'u', 'a', 'a' };
@@ -154,10 +153,16 @@ ngx_http_consent_profile_event(ngx_http_consent_profile_t *pf, uint32_t e,
         return NGX_OK;
     }
 
+    /*
+     * A lookup reads the anonymousId's profile only when the userId has
+     * none: in a second round trip, which known users never need.
+     */
+    later = (value.len == 0 && !pf->link[e] && ids[0].len);
+
     for (j = 0; j < NGX_HTTP_CONSENT_PROFILE_IDS; j++) {
         if (ids[j].len
             && ngx_http_consent_profile_add(pf, e, j, kinds[j], &ids[j],
-                                            &value, t, o)
+                                            &value, t, o, j == 1 && later)
                != NGX_OK)
         {
             return NGX_ERROR;
@@ -310,7 +315,7 @@ ngx_http_consent_profile_value(ngx_http_consent_profile_t *pf, uint32_t e,
 static ngx_int_t
 ngx_http_consent_profile_add(ngx_http_consent_profile_t *pf, uint32_t e,
     ngx_uint_t j, char kind, ngx_str_t *id, ngx_str_t *value, int64_t t,
-    int64_t o)
+    int64_t o, ngx_uint_t later)
 {
     u_char                   *p;
     size_t                    len;
@@ -357,6 +362,11 @@ ngx_http_consent_profile_add(ngx_http_consent_profile_t *pf, uint32_t e,
         k->value = *value;
         k->t = t;
         k->o = o;
+        k->write = 1;
+    }
+
+    if (!later) {
+        k->round = 1;
     }
 
     return NGX_OK;
@@ -375,7 +385,11 @@ ngx_http_consent_profile_key(ngx_http_consent_profile_t *pf, ngx_uint_t e,
 }
 
 
-/* round 1: every key, recorded or read; round 2: the linked ones */
+/*
+ * The commands of the keys due in a round: round 1 records or reads
+ * what the events name, round 2 writes linked ids and reads the
+ * anonymousIds of events whose userId had no profile.
+ */
 
 ngx_int_t
 ngx_http_consent_profile_commands(ngx_http_consent_profile_t *pf,
@@ -400,12 +414,11 @@ ngx_http_consent_profile_commands(ngx_http_consent_profile_t *pf,
         for (i = 0; i < pf->nkeys; i++) {
             k = &pf->keys[i];
 
-            if (round == 2 && !k->relink) {
+            if (k->round != round) {
                 continue;
             }
 
-            argc = ngx_http_consent_profile_argv(pf, k, round, argv, lens,
-                                                 num);
+            argc = ngx_http_consent_profile_argv(pf, k, argv, lens, num);
 
             len = consent_resp_command((char *) p, last - p, argc, argv,
                                        lens);
@@ -443,15 +456,15 @@ ngx_http_consent_profile_commands(ngx_http_consent_profile_t *pf,
 
 static ngx_uint_t
 ngx_http_consent_profile_argv(ngx_http_consent_profile_t *pf,
-    ngx_http_consent_pkey_t *k, ngx_uint_t round, const char **argv,
-    size_t *lens, u_char num[][NGX_INT64_LEN])
+    ngx_http_consent_pkey_t *k, const char **argv, size_t *lens,
+    u_char num[][NGX_INT64_LEN])
 {
     ngx_str_t  *v;
     int64_t     t, o;
 
 #define ARG(i, s, l)  argv[i] = (const char *) (s); lens[i] = (l)
 
-    if (round == 1 && k->value.len == 0) {
+    if (!k->write) {
         ARG(0, "HMGET", 5);
         ARG(1, k->key.data, k->key.len);
         ARG(2, "t", 1);
@@ -460,7 +473,7 @@ ngx_http_consent_profile_argv(ngx_http_consent_profile_t *pf,
         return 5;
     }
 
-    if (round == 1) {
+    if (!k->relink) {
         v = &k->value;
         t = k->t;
         o = k->o;
@@ -505,7 +518,7 @@ ngx_http_consent_profile_read(ngx_http_consent_profile_t *pf,
 
     for (i = 0; i < pf->nsent; i++) {
         k = &pf->keys[pf->sent_keys[i]];
-        record = (pf->round == 2 || k->value.len != 0);
+        record = k->write;
 
         rc = -1;
 
@@ -609,4 +622,41 @@ ngx_http_consent_profile_stored(ngx_pool_t *pool, const char *p, size_t len,
     k->found = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * After round 1: the anonymousIds to read in round 2, of the events
+ * without consent whose userId has no profile.  Returns how many.
+ */
+
+ngx_uint_t
+ngx_http_consent_profile_later(ngx_http_consent_profile_t *pf)
+{
+    uint32_t                  e;
+    ngx_uint_t                n;
+    consent_event_t          *ev;
+    ngx_http_consent_pkey_t  *u, *a;
+
+    n = 0;
+
+    for (e = 0; e < pf->ctx->result.nevents; e++) {
+        ev = &pf->ctx->result.events[e];
+
+        if (ev->code != CONSENT_OK || ev->source != CONSENT_SRC_NONE) {
+            continue;
+        }
+
+        u = ngx_http_consent_profile_key(pf, e, 0);
+        a = ngx_http_consent_profile_key(pf, e, 1);
+
+        if (u != NULL && !u->found && !u->failed && a != NULL
+            && a->round == 0)
+        {
+            a->round = 2;
+            n++;
+        }
+    }
+
+    return n;
 }

@@ -612,6 +612,37 @@ my $T0 = 1_704_067_200_000;     # 2024-01-01T00:00:00.000Z
 
 
 # ---------------------------------------------------------------------
+# 5b. the anonymousId's profile is read only when the userId has none:
+# known users cost one round trip, unknown ones a second
+
+{
+    record_ok('fallback: anonymousId FA declines ads', \%NOADS,
+              anonymousId => 'FA');
+    record_ok('fallback: user FU2 grants ads', \%ADS, userId => 'FU2');
+    # [desc, userId, round trips, hit, miss, prefs or undef, routed to]
+    my @CASES = (
+        ['unknown user, known anonymousId: the second round reads it',
+         'FU1', 2, 1, 0, \%NOADS, \@NOADS],
+        ['known user: one round, the anonymousId is not read',
+         'FU2', 1, 1, 0, \%ADS, \@ADS],
+        ['unknown user, unknown anonymousId', 'FU3', 2, 0, 1, undef, \@ALL],
+    );
+    for my $c (@CASES) {
+        my ($desc, $user, $rt, $hit, $miss, $prefs, $to) = @$c;
+        my $m0 = pm();
+        my $s0 = $r->commandstats;
+        enforced_ok("fallback: $desc", $prefs, $to, userId => $user,
+                    anonymousId => $user eq 'FU3' ? 'FA3' : 'FA');
+        my $s1 = $r->commandstats;
+        moved_ok($m0, "fallback: $desc", rt => $rt, hit => $hit,
+                 miss => $miss);
+        is(($s1->{hmget}{calls} // 0) - ($s0->{hmget}{calls} // 0), $rt,
+           "fallback: $desc: $rt HMGET");
+    }
+}
+
+
+# ---------------------------------------------------------------------
 # 6. one round trip per request: a 500-event batch of consent-less
 # events, and one of 500 consent-carrying events
 
