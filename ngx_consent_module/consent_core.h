@@ -113,6 +113,8 @@ typedef struct {
     uint8_t          broken;        /* context.consent is not an object */
     uint8_t          source;        /* consent_source_e, accepted events */
     uint32_t         integ;         /* its integrations object, or 0 */
+    uint32_t         user_id;       /* its userId value, or 0 */
+    uint32_t         anon_id;       /* its anonymousId value, or 0 */
 } consent_event_t;
 
 

@@ -901,6 +901,8 @@ consent_process_tape(const consent_policy_t *policy, consent_endpoint_e ep,
         ev->prefs = prefs_token(src);
         ev->broken = (src != NULL && src->broken);
         ev->integ = f.integrations;
+        ev->user_id = f.user_id;
+        ev->anon_id = f.anon_id;
         ev->source = event_source(src, &f);
         verdict = CONSENT_HOOK_KEEP;
 

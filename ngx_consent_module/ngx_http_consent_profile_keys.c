@@ -17,8 +17,10 @@
 
 static ngx_int_t ngx_http_consent_profile_event(ngx_http_consent_profile_t *pf,
     uint32_t e, int64_t now, ngx_uint_t *seq);
+static uint32_t ngx_http_consent_profile_member(
+    ngx_http_consent_profile_t *pf, uint32_t e, const char *name, size_t len);
 static ngx_int_t ngx_http_consent_profile_id(ngx_http_consent_profile_t *pf,
-    uint32_t e, const char *name, size_t len, ngx_str_t *id);
+    uint32_t m, ngx_str_t *id);
 static int64_t ngx_http_consent_profile_time(ngx_http_consent_profile_t *pf,
     uint32_t e, int64_t now);
 static ngx_int_t ngx_http_consent_profile_value(ngx_http_consent_profile_t *pf,
@@ -111,9 +113,8 @@ ngx_http_consent_profile_event(ngx_http_consent_profile_t *pf, uint32_t e,
 
     ev = &pf->ctx->result.events[e];
 
-    if (ngx_http_consent_profile_id(pf, e, "userId", 6, &ids[0]) != NGX_OK
-        || ngx_http_consent_profile_id(pf, e, "anonymousId", 11, &ids[1])
-           != NGX_OK)
+    if (ngx_http_consent_profile_id(pf, ev->user_id, &ids[0]) != NGX_OK
+        || ngx_http_consent_profile_id(pf, ev->anon_id, &ids[1]) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -122,7 +123,9 @@ ngx_http_consent_profile_event(ngx_http_consent_profile_t *pf, uint32_t e,
 
     /* alias: previousId, the anonymousId analytics.js sends by default */
     if (ev->type == CONSENT_EP_ALIAS
-        && ngx_http_consent_profile_id(pf, e, "previousId", 10, &ids[2])
+        && ngx_http_consent_profile_id(pf,
+               ngx_http_consent_profile_member(pf, e, "previousId", 10),
+               &ids[2])
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -173,21 +176,29 @@ ngx_http_consent_profile_event(ngx_http_consent_profile_t *pf, uint32_t e,
 }
 
 
-/* a string or number member of the event as an id; empty if none */
+static uint32_t
+ngx_http_consent_profile_member(ngx_http_consent_profile_t *pf, uint32_t e,
+    const char *name, size_t len)
+{
+    consent_result_t  *res = &pf->ctx->result;
+
+    return consent_json_member(res->body, res->tok, res->events[e].tok, name,
+                               len);
+}
+
+
+/* a string or number value (tape index m) as an id; empty if none */
 
 static ngx_int_t
-ngx_http_consent_profile_id(ngx_http_consent_profile_t *pf, uint32_t e,
-    const char *name, size_t len, ngx_str_t *id)
+ngx_http_consent_profile_id(ngx_http_consent_profile_t *pf, uint32_t m,
+    ngx_str_t *id)
 {
-    uint32_t                   m;
     consent_result_t          *res;
     const consent_json_tok_t  *t;
 
     res = &pf->ctx->result;
     ngx_str_null(id);
 
-    m = consent_json_member(res->body, res->tok, res->events[e].tok, name,
-                            len);
     if (m == 0) {
         return NGX_OK;
     }
@@ -234,10 +245,14 @@ ngx_http_consent_profile_time(ngx_http_consent_profile_t *pf, uint32_t e,
     int64_t    ms;
     ngx_str_t  s;
 
-    if ((ngx_http_consent_profile_id(pf, e, "timestamp", 9, &s) == NGX_OK
+    if ((ngx_http_consent_profile_id(pf,
+             ngx_http_consent_profile_member(pf, e, "timestamp", 9), &s)
+         == NGX_OK
          && s.len
          && consent_time_parse((char *) s.data, s.len, &ms) == 0)
-        || (ngx_http_consent_profile_id(pf, e, "originalTimestamp", 17, &s)
+        || (ngx_http_consent_profile_id(pf,
+                ngx_http_consent_profile_member(pf, e, "originalTimestamp",
+                                                17), &s)
             == NGX_OK
             && s.len
             && consent_time_parse((char *) s.data, s.len, &ms) == 0))
@@ -281,7 +296,9 @@ ngx_http_consent_profile_value(ngx_http_consent_profile_t *pf, uint32_t e,
     }
 
     if (prefs.data == NULL
-        || ngx_http_consent_profile_id(pf, e, "messageId", 9, &source)
+        || ngx_http_consent_profile_id(pf,
+               ngx_http_consent_profile_member(pf, e, "messageId", 9),
+               &source)
            != NGX_OK)
     {
         ngx_str_null(value);
