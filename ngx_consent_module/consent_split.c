@@ -170,59 +170,70 @@ int
 consent_split_rewrites(consent_result_t *res, const unsigned char *body,
     consent_alloc_pt alloc, void *ctx)
 {
-    size_t            e, i, k, size;
+    size_t            e, i, k, n, size;
     unsigned char    *p;
-    consent_slice_t   sl[6];
+    consent_slice_t  *sl;
 
     if (res->rewrite == NULL) {
         return 0;
     }
 
-    size = 0;
-
-    for (e = 0; e < res->nevents; e++) {
-        if (res->rewrite[e].data == NULL || res->events[e].code != 0) {
-            continue;
-        }
-
-        k = put_rewritten(res, &res->events[e], &res->rewrite[e], body, sl,
-                          0);
-
-        for (i = 0; i < k; i++) {
-            size += sl[i].len;
-        }
-
-        size++;
+    for (n = 0, e = 0; e < res->nevents; e++) {
+        n += (res->rewrite[e].data != NULL && res->events[e].code == 0);
     }
 
-    if (size == 0) {
+    if (n == 0) {
         return 0;
     }
 
+    /* the slices of each, found once: 6 at most (put_rewritten) */
+    sl = alloc(ctx, 6 * n * sizeof(consent_slice_t));
     res->whole = alloc(ctx, res->nevents * sizeof(consent_str_t));
-    p = alloc(ctx, size);
-    if (res->whole == NULL || p == NULL) {
+    if (sl == NULL || res->whole == NULL) {
         res->whole = NULL;
         return -1;
     }
 
     memset(res->whole, 0, res->nevents * sizeof(consent_str_t));
 
-    for (e = 0; e < res->nevents; e++) {
+    for (size = 0, k = 0, e = 0; e < res->nevents; e++) {
         if (res->rewrite[e].data == NULL || res->events[e].code != 0) {
             continue;
         }
 
-        k = put_rewritten(res, &res->events[e], &res->rewrite[e], body, sl,
-                          0);
+        /* whole[e].len: the number of slices until the copy */
+        n = put_rewritten(res, &res->events[e], &res->rewrite[e], body,
+                          sl + k, 0);
+        res->whole[e].len = n;
 
+        for (i = k; i < k + n; i++) {
+            size += sl[i].len;
+        }
+
+        k += n;
+        size++;
+    }
+
+    p = alloc(ctx, size);
+    if (p == NULL) {
+        res->whole = NULL;
+        return -1;
+    }
+
+    for (k = 0, e = 0; e < res->nevents; e++) {
+        if (res->rewrite[e].data == NULL || res->events[e].code != 0) {
+            continue;
+        }
+
+        n = res->whole[e].len;
         res->whole[e].data = (const char *) p;
 
-        for (i = 0; i < k; i++) {
+        for (i = k; i < k + n; i++) {
             memcpy(p, sl[i].data, sl[i].len);
             p += sl[i].len;
         }
 
+        k += n;
         res->whole[e].len = (const char *) p - res->whole[e].data;
         *p++ = ',';
     }
