@@ -13,11 +13,11 @@ static ngx_chain_t *ngx_http_consent_batch_chain(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_uint_t d, off_t *len);
 static ngx_int_t ngx_http_consent_delivered(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
-static ngx_uint_t ngx_http_consent_cut_short(ngx_http_request_t *sr);
 static void ngx_http_consent_log_failed(ngx_http_request_t *r,
     ngx_http_consent_delivery_t *dl);
 static ngx_int_t ngx_http_consent_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_uint_t ngx_http_consent_is_delivery(ngx_http_request_t *r);
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
@@ -135,7 +135,7 @@ ngx_http_consent_deliver(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 }
 
 
-static ngx_buf_t *
+ngx_buf_t *
 ngx_http_consent_add(ngx_http_request_t *r, ngx_chain_t ***last, u_char *pos,
     size_t size, off_t *len)
 {
@@ -283,7 +283,7 @@ ngx_http_consent_log_failed(ngx_http_request_t *r,
  * tells.
  */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_consent_cut_short(ngx_http_request_t *sr)
 {
     ngx_event_pipe_t     *p;
@@ -313,9 +313,7 @@ ngx_http_consent_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_chain_t  *cl;
 
-    if (r == r->main || r->post_subrequest == NULL
-        || r->post_subrequest->handler != ngx_http_consent_delivered)
-    {
+    if (!ngx_http_consent_is_delivery(r)) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -333,13 +331,22 @@ ngx_http_consent_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 static ngx_int_t
 ngx_http_consent_preaccess(ngx_http_request_t *r)
 {
-    if (r != r->main && r->post_subrequest != NULL
-        && r->post_subrequest->handler == ngx_http_consent_delivered)
-    {
+    if (ngx_http_consent_is_delivery(r)) {
         r->discard_body = 0;
     }
 
     return NGX_DECLINED;
+}
+
+
+/* a destination's subrequest: a client's, or a queued batch's */
+
+static ngx_uint_t
+ngx_http_consent_is_delivery(ngx_http_request_t *r)
+{
+    return r != r->main && r->post_subrequest != NULL
+           && (r->post_subrequest->handler == ngx_http_consent_delivered
+               || r->post_subrequest->handler == ngx_http_consent_batch_sent);
 }
 
 
