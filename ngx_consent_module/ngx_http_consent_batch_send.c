@@ -177,6 +177,7 @@ ngx_http_consent_batch_connection(ngx_http_consent_batch_queue_t *q)
     ngx_str_set(&c->addr_text, "127.0.0.1");
 
     /* nothing to add to epoll, no socket options to set */
+    c->read->active = 1;
     c->write->active = 1;
     c->write->ready = 1;
     c->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
