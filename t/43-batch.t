@@ -60,6 +60,50 @@ sub five_conf {
 
 my $STATUS = "        location = /status { consent_status; }\n";
 
+# --- nginx -t: the parameters, with file and line ----------------------
+{
+    my @bad = (
+        ['size=0', qr/invalid parameter "size=0" of "consent_delivery batch", it must be a number from 1 to 10000/],
+        ['size=x', qr/"size=x".*a number from 1 to 10000/],
+        ['flush=0', qr/"flush=0".*a time from 1ms to 60s/],
+        ['flush=soon', qr/"flush=soon".*a time from 1ms to 60s/],
+        ['flush=2m', qr/"flush=2m".*a time from 1ms to 60s/],
+        ['retries=-1', qr/"retries=-1".*a number from 0 to 100/],
+        ['retries=101', qr/"retries=101".*a number from 0 to 100/],
+        ['backlog=1k', qr/"backlog=1k".*a size of at least 64k/],
+        ['backlog=lots', qr/"backlog=lots".*a size of at least 64k/],
+        ['sizes=5', qr/invalid parameter "sizes=5", expected "size=", "flush=", "retries=" or "backlog="/],
+        ['now', qr/invalid parameter "now", expected "size="/],
+    );
+    for my $b (@bad) {
+        my ($param, $re) = @$b;
+        my ($rc, $out, $conf) = ConsentTest::nginx_t(
+            "    consent_destination w /_dest/w;\n"
+          . "    consent_delivery batch $param;  # here\n");
+        my $line = ConsentTest::line_of($conf, '# here');
+        ok($rc != 0, "nginx -t: batch $param fails");
+        like($out, qr/\[emerg\].*$re.*\Q$conf\E:$line\b/,
+             "nginx -t: batch $param: message and line") or diag $out;
+    }
+    my ($rc, $out) = ConsentTest::nginx_t(
+        "    consent_delivery wait size=5;\n");
+    like($out, qr/invalid parameter "size=5": only "batch" takes parameters/,
+         'nginx -t: parameters only for batch');
+    ($rc, $out) = ConsentTest::nginx_t(
+        "    consent_delivery sometimes;\n");
+    like($out, qr/it must be "wait", "background" or "batch"/,
+         'nginx -t: the modes are named');
+    ($rc, $out) = ConsentTest::nginx_t(
+        "    consent_destination w /_dest/w;\n"
+      . "    consent_delivery batch size=500 flush=5s retries=0 "
+      . "backlog=1m;\n",
+        server => "        location /v1/ { consent_ingest; }\n"
+                . "        location /w/ { consent_ingest;"
+                . " consent_delivery wait; }\n");
+    is($rc, 0, 'nginx -t: every parameter, and wait below batch')
+        or diag $out;
+}
+
 # --- single events to five destinations: few upstream requests --------
 {
     my $t = ConsentTest->new(
