@@ -179,7 +179,10 @@ ngx_int_t ngx_http_consent_body_too_large(ngx_http_request_t *r,
 ngx_int_t ngx_http_consent_deliver(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 ngx_int_t ngx_http_consent_delivery_init(ngx_conf_t *cf);
-ngx_uint_t ngx_http_consent_cut_short(ngx_http_request_t *sr);
+ngx_uint_t ngx_http_consent_outcome(ngx_http_request_t *sr, ngx_int_t rc,
+    ngx_uint_t *failed);
+void ngx_http_consent_post_body(ngx_http_request_t *sr, ngx_list_t *headers,
+    ngx_http_request_body_t *rb, ngx_chain_t *body, off_t len);
 ngx_buf_t *ngx_http_consent_add(ngx_http_request_t *r, ngx_chain_t ***last,
     u_char *pos, size_t size, off_t *len);
 

@@ -24,8 +24,6 @@ static u_char *ngx_http_consent_batch_log(ngx_log_t *log, u_char *buf,
     size_t len);
 
 
-static ngx_str_t  ngx_http_consent_batch_post = ngx_string("POST");
-
 static struct sockaddr_in  ngx_http_consent_batch_addr;
 
 
@@ -83,15 +81,7 @@ ngx_http_consent_batch_send(ngx_http_consent_batch_queue_t *q)
         goto failed;
     }
 
-    /* as ngx_http_consent_deliver() does, see there */
-    sr->headers_in.headers = *headers;
-    sr->discard_body = 1;
-    rb->bufs = body;
-    sr->request_body = rb;
-    sr->method = NGX_HTTP_POST;
-    sr->method_name = ngx_http_consent_batch_post;
-    sr->headers_in.content_length_n = len;
-    sr->headers_in.chunked = 0;
+    ngx_http_consent_post_body(sr, headers, rb, body, len);
 
     r->write_event_handler = ngx_http_consent_batch_finish;
     q->send = s;
@@ -349,14 +339,7 @@ ngx_http_consent_batch_sent(ngx_http_request_t *sr, void *data,
         return rc;
     }
 
-    status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
-             : sr->headers_out.status;
-
-    if (rc == NGX_OK && ngx_http_consent_cut_short(sr)) {
-        status = NGX_HTTP_BAD_GATEWAY;
-    }
-
-    failed = (rc == NGX_ERROR || status < 200 || status > 299);
+    status = ngx_http_consent_outcome(sr, rc, &failed);
 
     if (!s->done || (failed && !s->failed)) {
         s->done = 1;

@@ -1305,8 +1305,8 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
 
     n = scf->names.elts;
     for (i = 0; i < scf->names.nelts; i++) {
-        size += (NGX_HTTP_CONSENT_OUT_N + NGX_HTTP_CONSENT_STATUS_NBUCKETS + 2
-                 + NGX_HTTP_CONSENT_BATCH_N)
+        size += (NGX_HTTP_CONSENT_OUT_N + NGX_HTTP_CONSENT_STATUS_NBUCKETS
+                 + 2 + NGX_HTTP_CONSENT_BATCH_N)
                 * (NGX_HTTP_CONSENT_STATUS_LINE + n[i].name.len * 6);
     }
 

@@ -318,20 +318,8 @@ SKIP: {
     );
     my ($CLIENTS, $MAX) = (4, 2000);
     my $stop = $t->prefix . '/stop-load';
-    my %pipes;
-    for my $c (1 .. $CLIENTS) {
-        $pipes{$c} = ConsentTest::spawn_client(sub {
-            my $ua = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
-            my $end = time + 60;
-            my @st;
-            for my $i (1 .. $MAX) {
-                last if -e $stop || time > $end;
-                push @st, $ua->post($t->url('/v1/track'),
-                                    { content => event("r$c-$i") })->{status};
-            }
-            return @st;
-        });
-    }
+    my %pipes = %{ ConsentTest::spawn_load($t->url('/v1/track'), $CLIENTS,
+                       $MAX, $stop, sub { event("r$_[0]-$_[1]") }) };
     my $reloaded = 0;
     for my $k (1 .. 3) {
         my $want = $t->received_events('webhook') + 100;
