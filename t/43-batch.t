@@ -305,6 +305,26 @@ SKIP: {
         close $st;
     }
     cmp_ok($rss, '<', 128 * 1024, "backlog: worker RSS $rss kB bounded");
+
+    # a worker told to stop at once (SIGTERM, as nginx -s stop does)
+    # loses its queue, and says so; the master starts a new one
+    my @workers = grep { my $l = `cat /proc/$_/stat 2>/dev/null`;
+                         $l =~ /^\d+ \(nginx\) \S (\d+) / && $1 == $master }
+                  map { m{/proc/(\d+)/stat} ? $1 : () }
+                  glob '/proc/[0-9]*/stat';
+    for my $i (1 .. 2) {
+        $ua->post($t->url('/v1/batch'), { content => '{"batch":['
+            . join(',', map { qq({"type":"track","userId":"u1",)
+                              . qq("event":"s$i-$_"}) } 1 .. $B) . ']}' });
+    }
+    kill 'TERM', @workers;
+    ok(wait_for(sub { $t->error_log
+                      =~ /worker exits with \d+ events queued, dropped/ }),
+       'stop: the queued events lost are logged');
+    ok(wait_for(sub { metric($t, 'ngx_consent_batch_dropped_total',
+                             destination => 'hanging',
+                             reason => 'shutdown') > 0 }),
+       'stop: and counted as shutdown');
     $t->stop;
 }
 
