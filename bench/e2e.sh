@@ -25,8 +25,22 @@
 #
 #   e2e: gateway X req/s, mirror Y req/s, ratio Z    (single events)
 #
-# and before it the batch mode's line, U the upstream requests (batches
-# that got 2xx, from its consent_status) per single event answered 200:
+# Then the profile scenario (issue 13, docs/profiles.md): the same
+# payloads stripped of every consent object (bench/e2e/strip_consent.lua)
+# so that each event is routed on its user's profile, through a fourth
+# gateway, "profiles" (consent.conf plus consent_profiles on a
+# redis-server started here), whose profiles were recorded first by
+# posting the original payloads through it, against the plain consent
+# gateway with the same consent-less traffic, interleaved in the same
+# run; it prints, before the last line:
+#
+#   profiles: single X req/s vs Y req/s without (ratio R), batch50 ...
+#
+# E2E_PROFILES=0 skips it (no redis-server needed).
+#
+# Also before the last line, the batch mode's line, U the upstream
+# requests (batches that got 2xx, from its consent_status) per single
+# event answered 200:
 #
 #   batch: gateway X req/s, mirror Y req/s, openresty Z req/s,
 #          upstream requests per event U
@@ -51,12 +65,18 @@ NSINGLE=64
 NBATCH=16
 BATCH_EVENTS=50
 GATEWAYS="consent mirror openresty batch"
+PROFILES=${E2E_PROFILES:-1}
+REDIS_PID=""
 
 [ -f "$MODULE" ] || { echo "e2e: $MODULE missing (make)" >&2; exit 1; }
 for cmd in wrk curl lua5.4 perl; do
     command -v $cmd > /dev/null \
         || { echo "e2e: $cmd missing (sh bench/deps.sh)" >&2; exit 1; }
 done
+if [ "$PROFILES" = 1 ] && ! command -v redis-server > /dev/null; then
+    echo "e2e: redis-server missing (sh scripts/deps.sh), or E2E_PROFILES=0" >&2
+    exit 1
+fi
 [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] \
     || { echo "e2e: libnginx-mod-http-lua missing (sh bench/deps.sh)" >&2;
          exit 1; }
@@ -85,7 +105,9 @@ start() {
     mkdir -p "$W/$1"
     sed -e "s|@USER@|$USER_LINE|" -e "s|@E2E@|$E2E|g" \
         -e "s|@MODULE@|$MODULE|" -e "s|@PORT@|$3|" -e "s|@DST@|${4:-0}|" \
-        "$E2E/$2" > "$W/$1/nginx.conf"
+        -e "s|@REDIS@|${REDIS_PORT:-0}|" \
+        "$(case $2 in /*) echo "$2" ;; *) echo "$E2E/$2" ;; esac)" \
+        > "$W/$1/nginx.conf"
     env $START_ENV $NGINX -p "$W/$1" -c "$W/$1/nginx.conf" \
         -e "$W/$1/error.log" || { echo "e2e: $1 did not start" >&2; exit 1; }
     STARTED="$STARTED $1"
@@ -112,6 +134,11 @@ stop_all() {
         stop "$n"
     done
     STARTED=""
+    if [ -n "$REDIS_PID" ]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=""
+    fi
 }
 
 trap 'stop_all' EXIT
@@ -149,6 +176,8 @@ if [ "$busy" -gt 10 ]; then
 fi
 
 lua5.4 "$E2E/gen_payloads.lua" "$W/payloads" $NSINGLE $NBATCH $BATCH_EVENTS
+[ "$PROFILES" = 1 ] && lua5.4 "$E2E/strip_consent.lua" "$W/payloads" \
+    "$W/payloads-nc" $NSINGLE $NBATCH
 
 # ---- equivalence check: the same (event, destination) pairs -----------
 
@@ -216,6 +245,32 @@ for g in $GATEWAYS; do
 done
 START_ENV=""
 
+# the profile scenario's gateway: consent.conf plus consent_profiles
+# (defaults: timeout=100ms, ttl=395d, prefix=consent:) and a status
+# location, on its own redis-server (no persistence)
+if [ "$PROFILES" = 1 ]; then
+    REDIS_PORT=$(port)
+    mkdir -p "$W/redis"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$W/redis" --daemonize no \
+        --logfile "$W/redis/redis.log" > /dev/null 2>&1 &
+    REDIS_PID=$!
+    i=0
+    until [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; do
+        i=$((i + 1))
+        [ $i -lt 200 ] || { echo "e2e: redis-server did not start" >&2;
+                            exit 1; }
+        sleep 0.05
+    done
+    sed -e '/include @E2E@\/http.conf;/a\
+    consent_profiles 127.0.0.1:@REDIS@;' \
+        -e '/location \/v1\/ { consent_ingest; }/a\
+        location = /status { consent_status; }' \
+        "$E2E/consent.conf" > "$W/profiles.conf.in"
+    PORT_profiles=$(port)
+    start profiles "$W/profiles.conf.in" "$PORT_profiles" "$DST"
+fi
+
 for g in $GATEWAYS; do
     eval "p=\$PORT_$g"
     code=$(post "$W/payloads/single/1.json" "$p" /v1/track)
@@ -235,13 +290,14 @@ ticks() {
 wrk_run() {
     eval "p=\$PORT_$1"
     set -- "$@" $(ticks "$1")
-    if [ "$2" = single ]; then
-        n=$NSINGLE path=/v1/track
-    else
-        n=$NBATCH path=/v1/batch
-    fi
+    case $2 in
+        single) n=$NSINGLE path=/v1/track dir=payloads/single ;;
+        batch) n=$NBATCH path=/v1/batch dir=payloads/batch ;;
+        psingle) n=$NSINGLE path=/v1/track dir=payloads-nc/single ;;
+        pbatch) n=$NBATCH path=/v1/batch dir=payloads-nc/batch ;;
+    esac
     wrk -t1 -c"$CONNS" -d"${3}s" --latency -s "$E2E/post.lua" \
-        "http://127.0.0.1:$p" -- "$W/payloads/$2" $n $path \
+        "http://127.0.0.1:$p" -- "$W/$dir" $n $path \
         > "$W/wrk-$1-$2.txt" 2>&1 || true
     set -- "$@" $(ticks "$1")
     awk -v cpu=$(($6 - $4)) -v flt=$(($7 - $5)) -v hz="$HZ" '
@@ -306,7 +362,72 @@ for kind in single batch; do
         END { printf "upr %s %d %d %d\n", k, b, r, d }' >> "$W/results.txt"
 done
 
-for g in $GATEWAYS; do
+# ---- profile scenario ---------------------------------------------------
+
+# status COUNTER: a profile counter of the profiles gateway
+prof_counter() {
+    curl -s "http://127.0.0.1:$PORT_profiles/status" \
+        | awk -v m="$1" '$1 == m { print $2 }'
+}
+
+: > "$W/results-prof.txt"
+if [ "$PROFILES" = 1 ]; then
+    # record: the original payloads (consent-carrying) through it once
+    for i in $(seq $NSINGLE); do
+        post "$W/payloads/single/$i.json" "$PORT_profiles" /v1/track \
+            > /dev/null
+    done
+    for i in $(seq $NBATCH); do
+        post "$W/payloads/batch/$i.json" "$PORT_profiles" /v1/batch \
+            > /dev/null
+    done
+    stored=$(prof_counter 'ngx_consent_profile_records_total{result="stored"}')
+    body=$(curl -s -X POST -H 'Content-Type: text/plain' \
+           --data-binary "@$W/payloads-nc/single/1.json" \
+           "http://127.0.0.1:$PORT_profiles/v1/track")
+    case $body in
+        *'"profiled":1'*) ;;
+        *) echo "e2e: profiles: a consent-less event was not routed on its" \
+                "profile: $body" >&2
+           exit 1 ;;
+    esac
+    echo
+    echo "profile scenario: $(redis-server --version | sed 's/ sha=.*//'),"\
+         "$stored profile keys recorded from the payloads; consent-less" \
+         "copies of the same payloads through consent (no store) and" \
+         "profiles (each event routed on its user's stored profile)"
+    for kind in psingle pbatch; do
+        for g in consent profiles; do
+            wrk_run "$g" "$kind" 1 > /dev/null
+        done
+        for r in $(seq "$ROUNDS"); do
+            for g in consent profiles; do
+                set -- $(wrk_run "$g" "$kind" "$SECS")
+                echo "  $kind $g run $r: $1 req/s, p50 $2 ms, p99 $3 ms," \
+                     "worker CPU $6 us and $7 page faults per request," \
+                     "non-2xx $4, socket errors $5"
+                if [ "$4" != 0 ] || [ "$5" != - ]; then
+                    echo "e2e: $g had errors, see $W/wrk-$g-$kind.txt" >&2
+                    exit 1
+                fi
+                echo "$kind $g $r $1 $2 $3 $6 $7" >> "$W/results-prof.txt"
+            done
+        done
+    done
+    hit=$(prof_counter 'ngx_consent_profile_lookups_total{result="hit"}')
+    miss=$(prof_counter 'ngx_consent_profile_lookups_total{result="miss"}')
+    err=$(prof_counter 'ngx_consent_profile_lookups_total{result="error"}')
+    rt=$(prof_counter ngx_consent_profile_round_trips_total)
+    echo "  profiles gateway: lookups hit $hit, miss $miss, error $err;" \
+         "$rt store round trips"
+    if [ "${err:-1}" != 0 ] || [ "${hit:-0}" = 0 ]; then
+        echo "e2e: profiles: lookups failed or missed (error ${err:-?})," \
+             "the figures do not measure enforcement from Redis" >&2
+        exit 1
+    fi
+fi
+
+for g in $GATEWAYS $([ "$PROFILES" = 1 ] && echo profiles); do
     if grep -E '\[(alert|emerg|crit)\]' "$W/$g/error.log" > /dev/null; then
         echo "e2e: $g logged alerts:" >&2
         grep -E '\[(alert|emerg|crit)\]' "$W/$g/error.log" | head -5 >&2
@@ -328,8 +449,43 @@ if [ "${E2E_PERF:-0}" = 1 ] && command -v perf > /dev/null; then
     done
 fi
 
+# the median run (by req/s) of KIND GATEWAY in FILE: "req/s p50 p99"
+median() {
+    awk -v k="$2" -v g="$3" '$1 == k && $2 == g { print $4, $5, $6 }' "$1" \
+        | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
+}
+
+: > "$W/profline.txt"
+if [ "$PROFILES" = 1 ]; then
+    set -- $(median "$W/results-prof.txt" psingle consent) \
+           $(median "$W/results-prof.txt" psingle profiles) \
+           $(median "$W/results-prof.txt" pbatch consent) \
+           $(median "$W/results-prof.txt" pbatch profiles) \
+           $(median "$W/results.txt" single consent) \
+           $(median "$W/results.txt" batch consent)
+    awk -v c="$CONNS" -v ev=$BATCH_EVENTS -v cs="${13}" -v cb="${16}" \
+        -v s0="$1" -v s0p99="$3" -v s1="$4" -v s1p99="$6" \
+        -v b0="$7" -v b0p99="$9" -v b1="${10}" -v b1p99="${12}" 'BEGIN {
+        printf "target profiles: single >= 0.8x without:      %.2fx  %s\n",
+               s1 / s0, (s1 >= 0.8 * s0 ? "met" : "NOT met")
+        printf "target profiles: batch50 >= 0.8x without:     %.2fx  %s\n",
+               b1 / b0, (b1 >= 0.8 * b0 ? "met" : "NOT met")
+        printf "target profiles: p99 added < 1 ms (single):   %.2f ms  %s\n",
+               s1p99 - s0p99, (s1p99 - s0p99 < 1 ? "met" : "NOT met")
+        # the same events carrying the consent they recorded, through
+        # the plain gateway (the main measurement): the same routing
+        printf "profiles vs the same events carrying their consent: " \
+               "single %.2fx (%.0f req/s), batch50 %.2fx (%.0f req/s)\n",
+               s1 / cs, cs, b1 / cb, cb
+        printf "profiles: single %.0f req/s vs %.0f req/s without (ratio " \
+               "%.2f), batch50 %.0f req/s vs %.0f req/s without (ratio " \
+               "%.2f), p99 added %.2f ms single, %.2f ms batch50 at %d " \
+               "connections\n", s1, s0, s1 / s0, b1, b0, b1 / b0,
+               s1p99 - s0p99, b1p99 - b0p99, c }' > "$W/profline.txt"
+fi
+
 echo
-awk -v ev=$BATCH_EVENTS -v conns=$CONNS '
+awk -v ev=$BATCH_EVENTS -v conns=$CONNS -v pf="$W/profline.txt" '
     $1 == "rss" { rss[$2, $3] = $4; next }
     $1 == "upr" && $2 == "single" { upr_b = $3; upr_r = $4; drop = $5; next }
     $1 == "upr" { drop_batch = $5 - drop; next }
@@ -387,6 +543,7 @@ awk -v ev=$BATCH_EVENTS -v conns=$CONNS '
         printf "target batch:  consent >= 0.9x mirror ev/s:    %.2fx  %s\n",
                gb / mb, (gb >= 0.9 * mb ? "met" : "NOT met")
         bs = rps["single", "batch"]
+        print ""
         printf "batch mode: events dropped (must be 0): %d single, " \
                "%d batches\n", drop, drop_batch
         printf "target batch mode: >= 3x mirror, >= 3x openresty req/s, " \
@@ -397,6 +554,13 @@ awk -v ev=$BATCH_EVENTS -v conns=$CONNS '
         printf "batch: gateway %.0f req/s, mirror %.0f req/s, openresty " \
                "%.0f req/s, upstream requests per event %.3f\n", bs, ms, os,
                upr_b / (upr_r ? upr_r : 1)
+        # the targets and line of the profile scenario (bench/README.md)
+        first = 1
+        while ((getline l < pf) > 0) {
+            if (first) print ""
+            first = 0
+            print l
+        }
         printf "e2e: gateway %.0f req/s, mirror %.0f req/s, ratio %.2f\n",
                gs, ms, gs / ms
     }' "$W/results.txt"

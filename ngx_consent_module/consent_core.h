@@ -111,7 +111,21 @@ typedef struct {
     uint8_t          insert_type;   /* single event without "type" */
     uint8_t          has_members;   /* object is not {} */
     uint8_t          broken;        /* context.consent is not an object */
+    uint8_t          source;        /* consent_source_e, accepted events */
+    uint32_t         integ;         /* its integrations object, or 0 */
+    uint32_t         user_id;       /* its userId value, or 0 */
+    uint32_t         anon_id;       /* its anonymousId value, or 0 */
 } consent_event_t;
+
+
+/* where an accepted event's routing preferences came from */
+typedef enum {
+    CONSENT_SRC_NONE = 0,           /* none: consent_default, or a profile */
+    CONSENT_SRC_EVENT,              /* its own context.consent */
+    CONSENT_SRC_BATCH,              /* the batch envelope's */
+    CONSENT_SRC_HOOK,               /* a hook's preferences */
+    CONSENT_SRC_CLOSED              /* failed closed: broken, hook error */
+} consent_source_e;
 
 
 typedef struct {
@@ -156,6 +170,14 @@ typedef struct {
      * the JSON object written as context.consent.categoryPreferences.
      */
     consent_str_t    *rewrite;
+
+    /* the rewritten events written out whole, see consent_split_rewrites */
+    consent_str_t    *whole;
+
+    /* the batch envelope's integrations, for consent_route() */
+    uint8_t          *batch_integ;
+    uint8_t           batch_all;
+    uint8_t          *integ;            /* its scratch, ndests + 1 */
 } consent_result_t;
 
 
@@ -202,6 +224,31 @@ consent_code_e consent_process_tape(const consent_policy_t *policy,
     void *tape_ctx, consent_hook_pt hook, void *hook_ctx,
     consent_result_t *res);
 
+/*
+ * Routes accepted event i again on the categories in mask (a profile's
+ * preferences found after consent_process()), as a hook's mask would.
+ */
+void consent_route(const consent_policy_t *policy, consent_result_t *res,
+    uint32_t i, const uint64_t *mask);
+
+/*
+ * The mask of a categoryPreferences object given as JSON text (a
+ * stored profile): true where it says true.  0, or -1 if it is not a
+ * JSON object.  The tape comes from alloc.
+ */
+int consent_prefs_mask(const consent_policy_t *policy, const char *json,
+    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask);
+
+/*
+ * The same for a stored profile value, {"p":{...},...} (see
+ * consent_profile_encode): one scan gives the mask of its "p" object
+ * and, in prefs, the object's bytes.  0, or -1 if there is no such
+ * object.
+ */
+int consent_profile_mask(const consent_policy_t *policy, const char *value,
+    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask,
+    consent_str_t *prefs);
+
 /* a category's index among the enabled ones, or -1 */
 long consent_policy_find(const consent_policy_t *p, const char *id,
     size_t len);
@@ -221,6 +268,8 @@ size_t consent_json_str_decode(const unsigned char *base,
  * Returns the number of slices.
  */
 size_t consent_split_max(const consent_result_t *res);
+int consent_split_rewrites(consent_result_t *res, const unsigned char *body,
+    consent_alloc_pt alloc, void *ctx);
 size_t consent_split(const consent_result_t *res, size_t d,
     const unsigned char *body, consent_slice_t *out);
 

@@ -403,9 +403,12 @@ read_integrations(const route_t *r, uint32_t obj, uint8_t *state,
 }
 
 
-/* the categories consented to: true everywhere they appear */
+/*
+ * The categories consented to in the object at prefs (any index, the
+ * root of a stored profile's tape too): true everywhere they appear.
+ */
 static void
-read_prefs(const route_t *r, uint32_t prefs, uint64_t *consented)
+read_prefs_object(const route_t *r, uint32_t prefs, uint64_t *consented)
 {
     const consent_json_tok_t  *tok = r->tok;
     const consent_policy_t    *p = r->policy;
@@ -415,11 +418,6 @@ read_prefs(const route_t *r, uint32_t prefs, uint64_t *consented)
     size_t                     w;
 
     memset(consented, 0, r->nwords * sizeof(uint64_t));
-
-    if (prefs == 0 || tok[prefs].type != CONSENT_JSON_OBJECT) {
-        return;
-    }
-
     memset(no, 0, r->nwords * sizeof(uint64_t));
 
     for (i = prefs + 1; i < tok[prefs].next; i = tok[i + 1].next) {
@@ -440,6 +438,22 @@ read_prefs(const route_t *r, uint32_t prefs, uint64_t *consented)
     for (w = 0; w < r->nwords; w++) {
         consented[w] &= ~no[w];
     }
+}
+
+
+/* the categories of an event's preferences (0: none) */
+static void
+read_prefs(const route_t *r, uint32_t prefs, uint64_t *consented)
+{
+    const consent_json_tok_t  *tok = r->tok;
+
+    memset(consented, 0, r->nwords * sizeof(uint64_t));
+
+    if (prefs == 0 || tok[prefs].type != CONSENT_JSON_OBJECT) {
+        return;
+    }
+
+    read_prefs_object(r, prefs, consented);
 }
 
 
@@ -629,6 +643,106 @@ route_event(const route_t *r, const fields_t *f, const uint64_t *hook,
 }
 
 
+static uint8_t
+event_source(const fields_t *src, const fields_t *f)
+{
+    if (src == NULL) {
+        return CONSENT_SRC_NONE;
+    }
+
+    if (src->broken) {
+        return CONSENT_SRC_CLOSED;
+    }
+
+    return src == f ? CONSENT_SRC_EVENT : CONSENT_SRC_BATCH;
+}
+
+
+void
+consent_route(const consent_policy_t *policy, consent_result_t *res,
+    uint32_t i, const uint64_t *mask)
+{
+    route_t   r;
+    fields_t  f;
+
+    memset(&r, 0, sizeof(route_t));
+    r.policy = policy;
+    r.b = res->body;
+    r.tok = res->tok;
+    r.nwords = (policy->ncategories + 63) / 64;
+    r.batch_integ = res->batch_integ;
+    r.batch_all = res->batch_all;
+
+    memset(&f, 0, sizeof(fields_t));
+    f.integrations = res->events[i].integ;
+
+    route_event(&r, &f, mask, &res->outcome[(size_t) i * policy->ndests],
+                res->integ);
+}
+
+
+int
+consent_profile_mask(const consent_policy_t *policy, const char *value,
+    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask,
+    consent_str_t *prefs)
+{
+    route_t         r;
+    uint32_t        p;
+    consent_json_t  js;
+
+    if (consent_json_scan(&js, (const unsigned char *) value, len, alloc,
+                          ctx)
+        != 0 || js.tok[0].type != CONSENT_JSON_OBJECT)
+    {
+        return -1;
+    }
+
+    p = consent_json_member((const unsigned char *) value, js.tok, 0, "p", 1);
+
+    if (p == 0 || js.tok[p].type != CONSENT_JSON_OBJECT) {
+        return -1;
+    }
+
+    memset(&r, 0, sizeof(route_t));
+    r.policy = policy;
+    r.b = (const unsigned char *) value;
+    r.tok = js.tok;
+    r.nwords = (policy->ncategories + 63) / 64;
+
+    read_prefs_object(&r, p, mask);
+
+    prefs->data = value + js.tok[p].start;
+    prefs->len = js.tok[p].end - js.tok[p].start;
+
+    return 0;
+}
+
+
+int
+consent_prefs_mask(const consent_policy_t *policy, const char *json,
+    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask)
+{
+    route_t         r;
+    consent_json_t  js;
+
+    if (consent_json_scan(&js, (const unsigned char *) json, len, alloc, ctx)
+        != 0 || js.tok[0].type != CONSENT_JSON_OBJECT)
+    {
+        return -1;
+    }
+
+    memset(&r, 0, sizeof(route_t));
+    r.policy = policy;
+    r.b = (const unsigned char *) json;
+    r.tok = js.tok;
+    r.nwords = (policy->ncategories + 63) / 64;
+
+    read_prefs_object(&r, 0, mask);
+
+    return 0;
+}
+
+
 static consent_code_e
 fail(consent_result_t *res, consent_code_e code, const char *reason,
     size_t offset)
@@ -786,6 +900,10 @@ consent_process_tape(const consent_policy_t *policy, consent_endpoint_e ep,
         src = consent_source(&r, &f);
         ev->prefs = prefs_token(src);
         ev->broken = (src != NULL && src->broken);
+        ev->integ = f.integrations;
+        ev->user_id = f.user_id;
+        ev->anon_id = f.anon_id;
+        ev->source = event_source(src, &f);
         verdict = CONSENT_HOOK_KEEP;
 
         if (hook != NULL) {
@@ -800,6 +918,10 @@ consent_process_tape(const consent_policy_t *policy, consent_endpoint_e ep,
             if (verdict == CONSENT_HOOK_FAIL) {
                 /* fail closed: as if categoryPreferences were {} */
                 memset(mask, 0, sizeof(mask));
+                ev->source = CONSENT_SRC_CLOSED;
+
+            } else if (verdict == CONSENT_HOOK_SET) {
+                ev->source = CONSENT_SRC_HOOK;
             }
         }
 
@@ -807,6 +929,10 @@ consent_process_tape(const consent_policy_t *policy, consent_endpoint_e ep,
         route_event(&r, &f, verdict == CONSENT_HOOK_KEEP ? NULL : mask,
                     &res->outcome[(size_t) i * policy->ndests], integ);
     }
+
+    res->batch_integ = r.batch_integ;
+    res->batch_all = r.batch_all;
+    res->integ = integ;
 
     if (ep != CONSENT_EP_BATCH && res->events[0].code != CONSENT_OK) {
         res->code = (consent_code_e) res->events[0].code;

@@ -681,50 +681,33 @@ consent_profile_key(char *out, size_t cap, const char *prefix,
 /* the compare-and-set script                                          */
 
 /*
- * EVAL CONSENT_PROFILE_SCRIPT n KEY... VALUE T ARRIVAL TTL LINK
+ * EVALSHA sha1(CONSENT_PROFILE_SCRIPT) 1 KEY VALUE T ORDER TTL
  *
- * KEYS: the profile keys one event decides for, prefix{u:userId} and
- * prefix{a:anonymousId}, each a hash: t (decision ms), o (arrival
- * order), v (the consent_profile_encode() value).  Redis Cluster runs
- * a script only on keys of one slot: the {...} tag keeps each id's key
- * in one slot, and the glue sends one EVAL per slot in the pipeline
- * when two ids differ (still one round trip).
- * ARGV[1] VALUE: the new decision; ARGV[2] T: its ms (the event's
- * timestamp); ARGV[3] ARRIVAL: the gateway's arrival order (breaks
- * equal T: the later arrival wins); ARGV[4] TTL: ms, refreshed on
- * every key each time; ARGV[5] LINK: "1" for identify and alias, the
- * newest of the new decision and every stored one goes to all keys;
- * VALUE may then be "" (no decision of its own, only linking).
- * Returns one integer per key: 1 written, 0 kept (newer stored).
+ * KEY: one profile key, prefix{u:userId} or prefix{a:anonymousId}, a
+ * hash: t (decision ms), o (arrival order), v (the
+ * consent_profile_encode() value).  One key per call, so that every
+ * command touches one Redis Cluster slot.  T: the decision's ms (the
+ * event's timestamp); ORDER: the gateway's arrival order (breaks equal
+ * T: the later arrival wins); TTL: ms, refreshed on every call.
+ * The newer decision is kept, atomically, so two gateways racing
+ * cannot lose it.  Returns {written (1 or 0), t, o, v} of the decision
+ * stored afterwards: linking two keys (identify, alias) is writing
+ * the newer of the two answers to the other key, which is safe to do
+ * in a second call since a write never replaces a newer decision.
  * Numbers are compared as Lua numbers: exact below 2^53.
  */
 
 const char  CONSENT_PROFILE_SCRIPT[] =
-    "local v, t, o = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local ttl, link = ARGV[4], ARGV[5] == '1'\n"
-    "local function newer(t1, o1, t2, o2)\n"
-    "  if t2 == nil then return true end\n"
-    "  return t1 > t2 or (t1 == t2 and (o1 or 0) > (o2 or -math.huge))\n"
-    "end\n"
-    "local cur = {}\n"
-    "for i, k in ipairs(KEYS) do\n"
-    "  local h = redis.call('HMGET', k, 't', 'o', 'v')\n"
-    "  cur[i] = {tonumber(h[1]), tonumber(h[2]), h[3]}\n"
-    "  if link and h[3] and (v == '' or newer(cur[i][1], cur[i][2], t, o))"
+    "local k, v, t, o = KEYS[1], ARGV[1], tonumber(ARGV[2]), "
+    "tonumber(ARGV[3])\n"
+    "local h = redis.call('HMGET', k, 't', 'o', 'v')\n"
+    "local st, so = tonumber(h[1]), tonumber(h[2])\n"
+    "local w = 0\n"
+    "if not h[3] or not st or t > st or (t == st and o > (so or -1))"
     " then\n"
-    "    v, t, o = h[3], cur[i][1], cur[i][2]\n"
-    "  end\n"
+    "  redis.call('HSET', k, 't', ARGV[2], 'o', ARGV[3], 'v', v)\n"
+    "  h = {ARGV[2], ARGV[3], v}\n"
+    "  w = 1\n"
     "end\n"
-    "local r = {}\n"
-    "for i, k in ipairs(KEYS) do\n"
-    "  r[i] = 0\n"
-    "  if v ~= '' and t and newer(t, o, cur[i][1], cur[i][2]) then\n"
-    "    redis.call('HSET', k, 't', string.format('%.17g', t),\n"
-    "               'o', string.format('%.17g', o), 'v', v)\n"
-    "    r[i] = 1\n"
-    "  end\n"
-    "  if redis.call('EXISTS', k) == 1 then\n"
-    "    redis.call('PEXPIRE', k, ttl)\n"
-    "  end\n"
-    "end\n"
-    "return r\n";
+    "redis.call('PEXPIRE', k, ARGV[4])\n"
+    "return {w, h[1], h[2], h[3]}\n";

@@ -25,6 +25,17 @@
 #define NGX_HTTP_CONSENT_ALLOW       0
 #define NGX_HTTP_CONSENT_DENY        1
 
+/* consent profiles: lookups and records by result */
+#define NGX_HTTP_CONSENT_LOOKUP_HIT      0
+#define NGX_HTTP_CONSENT_LOOKUP_MISS     1
+#define NGX_HTTP_CONSENT_LOOKUP_ERROR    2
+#define NGX_HTTP_CONSENT_LOOKUP_N        3
+
+#define NGX_HTTP_CONSENT_RECORD_STORED   0
+#define NGX_HTTP_CONSENT_RECORD_OLDER    1
+#define NGX_HTTP_CONSENT_RECORD_ERROR    2
+#define NGX_HTTP_CONSENT_RECORD_N        3
+
 
 typedef struct {
     ngx_str_t                   id;
@@ -69,6 +80,23 @@ typedef struct {
 typedef struct ngx_http_consent_loc_conf_s  ngx_http_consent_loc_conf_t;
 
 
+/* the profile store, ngx_http_consent_store.c */
+typedef struct ngx_http_consent_store_s  ngx_http_consent_store_t;
+
+
+/* consent_profiles */
+typedef struct {
+    ngx_http_consent_store_t   *store;
+    ngx_msec_t                  timeout;        /* a round trip */
+    time_t                      ttl;            /* seconds */
+    ngx_str_t                   prefix;
+} ngx_http_consent_profiles_t;
+
+
+/* what the sequencer does once the profile step is over */
+typedef void (*ngx_http_consent_profile_done_pt)(ngx_http_request_t *r);
+
+
 /* a consent_ingest location, for the nginx -t loop check */
 typedef struct {
     ngx_http_core_srv_conf_t     *server;
@@ -86,6 +114,7 @@ typedef struct {
     size_t                      max_memory;
     ngx_http_consent_status_conf_t  *status;
     ngx_http_consent_audit_conf_t   *audit;
+    ngx_array_t                 stores;         /* of store pointers */
     size_t                      malloc_trim;    /* 0: glibc's default */
     ngx_flag_t                  ingest;         /* some consent_ingest */
 } ngx_http_consent_main_conf_t;
@@ -107,6 +136,8 @@ struct ngx_http_consent_loc_conf_s {
     ngx_uint_t                  delivery;       /* NGX_HTTP_CONSENT_WAIT */
     ngx_http_consent_batch_conf_t  *batch;      /* consent_delivery batch */
     ngx_uint_t                  default_consent;  /* consent_default */
+    ngx_http_consent_profiles_t  *profiles;     /* NULL: off */
+    ngx_flag_t                  profile_api;
 
     consent_policy_t            policy;         /* built at merge time */
 };
@@ -134,6 +165,8 @@ typedef struct {
     ngx_uint_t                  ndeliveries;
     ngx_uint_t                  pending;
     ngx_str_t                  *reasons;        /* lua_rejected, per event */
+    ngx_uint_t                  profiled;       /* routed on a profile */
+    ngx_uint_t                  profile_failed; /* lookup failed closed */
     ngx_str_t                   page;           /* JSON for nginx's error */
     ngx_list_t                 *dest_headers;   /* the default set */
     const char                 *error;          /* request-level code */
@@ -197,6 +230,8 @@ void ngx_http_consent_batch_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_consent_reply(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 ngx_int_t ngx_http_consent_telemetry(ngx_http_request_t *r);
+ngx_int_t ngx_http_consent_send(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
 ngx_int_t ngx_http_consent_preflight(ngx_http_request_t *r);
 ngx_int_t ngx_http_consent_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, ngx_str_t *message);
@@ -241,6 +276,16 @@ consent_hook_e ngx_http_consent_lua_event(void *data, consent_result_t *res,
 void ngx_http_consent_lua_done(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 
+ngx_int_t ngx_http_consent_profile(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_profile_done_pt done);
+char *ngx_http_consent_profiles(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_consent_profile_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_consent_profiles_merge(ngx_conf_t *cf,
+    ngx_http_consent_loc_conf_t *prev, ngx_http_consent_loc_conf_t *conf);
+void ngx_http_consent_profiles_exit(ngx_cycle_t *cycle);
+
 char *ngx_http_consent_status_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_consent_status(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -252,6 +297,10 @@ ngx_int_t ngx_http_consent_status_init(ngx_conf_t *cf);
 void ngx_http_consent_status_error(ngx_http_request_t *r, const char *code);
 void ngx_http_consent_status_lua_error(ngx_http_request_t *r);
 void ngx_http_consent_status_telemetry(ngx_http_request_t *r);
+void ngx_http_consent_status_profile(ngx_http_request_t *r,
+    ngx_uint_t *lookups, ngx_uint_t *records);
+void ngx_http_consent_status_profile_trip(ngx_http_request_t *r,
+    ngx_msec_t ms);
 void ngx_http_consent_status_delivery(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_uint_t d);
 

@@ -52,6 +52,14 @@ ngx_http_consent_deliver(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
     dests = clcf->dests->elts;
 
+    /* rewritten events (hooks, profiles): written out once for all */
+    if (consent_split_rewrites(res, ctx->body, ngx_http_consent_palloc,
+                               r->pool)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
     ctx->deliveries = ngx_pcalloc(r->pool,
                                   ndests * sizeof(ngx_http_consent_delivery_t));
     if (ctx->deliveries == NULL) {

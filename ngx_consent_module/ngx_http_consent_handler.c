@@ -2,7 +2,8 @@
 /*
  * ngx_consent: the ingest handler.  It only sequences a request: the
  * body (ngx_http_consent_body.c), parsing and consent (the core, with
- * the Lua hooks of ngx_http_consent_lua.c), delivery
+ * the Lua hooks of ngx_http_consent_lua.c), stored consent
+ * (ngx_http_consent_profile.c, which may wait for the store), delivery
  * (ngx_http_consent_delivery.c) and the reply (ngx_http_consent_reply.c).
  */
 
@@ -13,6 +14,7 @@
 
 
 static void ngx_http_consent_body_handler(ngx_http_request_t *r);
+static void ngx_http_consent_deliver_step(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_process(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_refusal_t *rf);
 static void ngx_http_consent_wake(ngx_http_request_t *r);
@@ -97,6 +99,7 @@ ngx_http_consent_handler(ngx_http_request_t *r)
 static void
 ngx_http_consent_body_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                    rc;
     ngx_http_consent_ctx_t      *ctx;
     ngx_http_consent_refusal_t   rf;
 
@@ -108,6 +111,31 @@ ngx_http_consent_body_handler(ngx_http_request_t *r)
         ngx_http_finalize_request(r, ngx_http_consent_refused(r, &rf));
         return;
     }
+
+    /* the stored consent of the events that carry none: may wait */
+    rc = ngx_http_consent_profile(r, ctx, ngx_http_consent_deliver_step);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_consent_deliver_step(r);
+}
+
+
+/* deliver, then reply: at once, or when the last delivery is done */
+
+static void
+ngx_http_consent_deliver_step(ngx_http_request_t *r)
+{
+    ngx_http_consent_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_consent_module);
 
     if (ctx->result.naccepted == 0) {
         /* a batch whose every event was rejected */

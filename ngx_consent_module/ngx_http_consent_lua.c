@@ -16,6 +16,9 @@
 
 
 /* per worker */
+static ngx_int_t ngx_http_consent_lua_alone(ngx_conf_t *cf);
+
+
 static lua_State                    *ngx_http_consent_L;
 static ngx_http_consent_main_conf_t *ngx_http_consent_lua_conf;
 static uint32_t      ngx_http_consent_lua_seen[NGX_HTTP_CONSENT_LUA_SEEN_MAX];
@@ -151,6 +154,41 @@ ngx_http_consent_lua_hook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /* at configuration time: every hook compiles and returns a table */
 
+/*
+ * nginx loads modules RTLD_GLOBAL: with a LuaJIT module in the same
+ * nginx (Debian's libnginx-mod-http-lua, OpenResty), whichever of the
+ * two loads first provides every lua_* symbol to both, and to
+ * lua-cjson, and a hook crashes the worker.  Refuse the hooks instead.
+ */
+
+static ngx_int_t
+ngx_http_consent_lua_alone(ngx_conf_t *cf)
+{
+#if (NGX_HAVE_DLOPEN)
+    Dl_info   info;
+    void     *jit;
+
+    jit = dlsym(RTLD_DEFAULT, "luaJIT_setmode");
+
+    if (jit == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "consent_lua_hook needs Lua 5.4, but this nginx also "
+                  "loads LuaJIT (%s): its lua_* functions and Lua 5.4's "
+                  "have the same names and would be mixed up; remove the "
+                  "LuaJIT module or the consent hooks (docs/install.md, "
+                  "OpenResty)",
+                  dladdr(jit, &info) && info.dli_fname ? info.dli_fname
+                                                       : "unknown");
+    return NGX_ERROR;
+#else
+    return NGX_OK;
+#endif
+}
+
+
 ngx_int_t
 ngx_http_consent_lua_check(ngx_conf_t *cf, ngx_http_consent_main_conf_t *cmcf)
 {
@@ -161,6 +199,10 @@ ngx_http_consent_lua_check(ngx_conf_t *cf, ngx_http_consent_main_conf_t *cmcf)
 
     if (cmcf->hooks.nelts == 0) {
         return NGX_OK;
+    }
+
+    if (ngx_http_consent_lua_alone(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     L = ngx_http_consent_lua_state(cmcf, cf->log);

@@ -105,6 +105,20 @@ static ngx_command_t  ngx_http_consent_commands[] = {
       offsetof(ngx_http_consent_loc_conf_t, default_consent),
       &ngx_http_consent_defaults },
 
+    { ngx_string("consent_profiles"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_consent_profiles,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_profile_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_consent_profile_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("consent_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_consent_cors_origins,
@@ -330,6 +344,13 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&cmcf->stores, cf->pool, 1,
+                       sizeof(ngx_http_consent_store_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     cmcf->max_instructions = NGX_CONF_UNSET_UINT;
     cmcf->max_memory = NGX_CONF_UNSET_SIZE;
     cmcf->malloc_trim = NGX_CONF_UNSET_SIZE;
@@ -404,6 +425,7 @@ ngx_http_consent_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_consent_batch_exit(cycle);
     ngx_http_consent_lua_exit_worker();
+    ngx_http_consent_profiles_exit(cycle);
     ngx_http_consent_scratch_free();
 }
 
@@ -739,6 +761,8 @@ ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
     conf->batch = NGX_CONF_UNSET_PTR;
     conf->default_consent = NGX_CONF_UNSET_UINT;
     conf->hook = NGX_CONF_UNSET_UINT;
+    conf->profiles = NGX_CONF_UNSET_PTR;
+    conf->profile_api = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -773,6 +797,10 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->batch, prev->batch, NULL);
     ngx_conf_merge_uint_value(conf->default_consent, prev->default_consent,
                               NGX_HTTP_CONSENT_ALLOW);
+
+    if (ngx_http_consent_profiles_merge(cf, prev, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->cors == NGX_CONF_UNSET_UINT) {
         conf->cors = (prev->cors == NGX_CONF_UNSET_UINT)

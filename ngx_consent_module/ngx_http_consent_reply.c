@@ -12,8 +12,6 @@
 #define NGX_HTTP_CONSENT_REPLY_EVENT  160   /* bytes per rejected event */
 
 
-static ngx_int_t ngx_http_consent_send(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *body, size_t len);
 static u_char *ngx_http_consent_json_error(u_char *p, const char *code,
     ngx_str_t *message);
 static ngx_int_t ngx_http_consent_cors(ngx_http_request_t *r);
@@ -132,6 +130,14 @@ ngx_http_consent_reply(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     } else {
         status = NGX_HTTP_OK;
         p = ngx_cpymem(p, "{\"success\":true", 15);
+    }
+
+    if (ctx->profiled) {
+        p = ngx_sprintf(p, ",\"profiled\":%ui", ctx->profiled);
+    }
+
+    if (ctx->profile_failed) {
+        p = ngx_sprintf(p, ",\"profile_failed\":%ui", ctx->profile_failed);
     }
 
     if (nrejected) {
@@ -256,7 +262,7 @@ ngx_http_consent_json_error(u_char *p, const char *code, ngx_str_t *message)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_consent_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     size_t len)
 {

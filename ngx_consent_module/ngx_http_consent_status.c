@@ -31,6 +31,8 @@
 #define NGX_HTTP_CONSENT_VAR_EVENTS        0
 #define NGX_HTTP_CONSENT_VAR_DELIVERED     1
 #define NGX_HTTP_CONSENT_VAR_REJECTED      2
+#define NGX_HTTP_CONSENT_VAR_PROFILED      3
+#define NGX_HTTP_CONSENT_VAR_PROFILE_FAILED  4
 
 
 typedef struct ngx_http_consent_status_slot_s  ngx_http_consent_status_slot_t;
@@ -58,8 +60,18 @@ typedef struct {
 } ngx_http_consent_status_code_t;
 
 
+/* consent profiles (ngx_http_consent_profile.c) */
+typedef struct {
+    ngx_atomic_t                     lookups[NGX_HTTP_CONSENT_LOOKUP_N];
+    ngx_atomic_t                     records[NGX_HTTP_CONSENT_RECORD_N];
+    ngx_atomic_t                     bucket[NGX_HTTP_CONSENT_STATUS_NBUCKETS];
+    ngx_atomic_t                     sum;           /* milliseconds */
+} ngx_http_consent_status_profiles_t;
+
+
 typedef struct {
     ngx_atomic_t                     requests[NGX_HTTP_CONSENT_STATUS_NSTATUS];
+    ngx_http_consent_status_profiles_t  profiles;
     ngx_atomic_t                     lua_errors;
     ngx_atomic_t                     telemetry;     /* /v1/m, not routed */
     ngx_atomic_t                     ncodes;        /* published last */
@@ -95,6 +107,8 @@ static ngx_http_consent_status_code_t *ngx_http_consent_status_code_locked(
 static void ngx_http_consent_status_reject(ngx_http_consent_status_conf_t *scf,
     const char *code, ngx_uint_t n);
 static ngx_uint_t ngx_http_consent_status_of(ngx_http_request_t *r);
+static ngx_http_consent_status_shm_t *ngx_http_consent_status_shm(
+    ngx_http_request_t *r);
 static ngx_uint_t ngx_http_consent_status_ok(ngx_http_consent_ctx_t *ctx,
     ngx_uint_t d);
 static void ngx_http_consent_status_count(ngx_http_request_t *r,
@@ -143,6 +157,24 @@ static ngx_msec_t  ngx_http_consent_status_ms[] = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
 };
 
+/* the store's round trips: 1 ms is the clock's resolution */
+static ngx_msec_t  ngx_http_consent_status_trip_ms[] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500
+};
+
+static const char  *ngx_http_consent_status_trip_le[] = {
+    "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+    "1", "2.5", "+Inf"
+};
+
+static const char  *ngx_http_consent_status_lookups[] = {
+    "hit", "miss", "error"
+};
+
+static const char  *ngx_http_consent_status_records[] = {
+    "stored", "older_ignored", "error"
+};
+
 static const char  *ngx_http_consent_status_le[] = {
     "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
     "10", "+Inf"
@@ -160,6 +192,14 @@ static ngx_http_variable_t  ngx_http_consent_status_vars[] = {
 
     { ngx_string("consent_rejected"), NULL, ngx_http_consent_status_variable,
       NGX_HTTP_CONSENT_VAR_REJECTED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("consent_profiled"), NULL,
+      ngx_http_consent_status_variable,
+      NGX_HTTP_CONSENT_VAR_PROFILED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("consent_profile_failed"), NULL,
+      ngx_http_consent_status_variable,
+      NGX_HTTP_CONSENT_VAR_PROFILE_FAILED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("consent_error"), NULL,
       ngx_http_consent_status_error_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -616,6 +656,60 @@ ngx_http_consent_status_error(ngx_http_request_t *r, const char *code)
 }
 
 
+/* the lookups and records of one request's profile step */
+
+void
+ngx_http_consent_status_profile(ngx_http_request_t *r, ngx_uint_t *lookups,
+    ngx_uint_t *records)
+{
+    ngx_uint_t                       i;
+    ngx_http_consent_status_shm_t   *sh;
+
+    sh = ngx_http_consent_status_shm(r);
+
+    if (sh == NULL) {
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_CONSENT_LOOKUP_N; i++) {
+        if (lookups[i]) {
+            (void) ngx_atomic_fetch_add(&sh->profiles.lookups[i], lookups[i]);
+        }
+    }
+
+    for (i = 0; i < NGX_HTTP_CONSENT_RECORD_N; i++) {
+        if (records[i]) {
+            (void) ngx_atomic_fetch_add(&sh->profiles.records[i], records[i]);
+        }
+    }
+}
+
+
+/* one store round trip, answered or failed */
+
+void
+ngx_http_consent_status_profile_trip(ngx_http_request_t *r, ngx_msec_t ms)
+{
+    ngx_uint_t                      b;
+    ngx_http_consent_status_shm_t  *sh;
+
+    sh = ngx_http_consent_status_shm(r);
+
+    if (sh == NULL) {
+        return;
+    }
+
+    for (b = 0; b < NGX_HTTP_CONSENT_STATUS_NBUCKETS - 1; b++) {
+        if (ms <= ngx_http_consent_status_trip_ms[b]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->profiles.bucket[b], 1);
+    (void) ngx_atomic_fetch_add(&sh->profiles.sum, ms);
+}
+
+
 /* the zone's counters, NULL without a zone (nginx -t, a failed start) */
 
 static ngx_http_consent_status_shm_t *
@@ -944,6 +1038,14 @@ ngx_http_consent_status_variable(ngx_http_request_t *r,
         n = res->nevents - res->naccepted;
         break;
 
+    case NGX_HTTP_CONSENT_VAR_PROFILED:
+        n = ctx->profiled;
+        break;
+
+    case NGX_HTTP_CONSENT_VAR_PROFILE_FAILED:
+        n = ctx->profile_failed;
+        break;
+
     default: /* NGX_HTTP_CONSENT_VAR_DELIVERED */
         ndests = res->ndests;
 
@@ -1047,6 +1149,90 @@ ngx_http_consent_status_label(u_char *p, u_char *s, size_t len)
     ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n",    \
                sizeof("# HELP " name " " help "\n# TYPE " name " " type "\n") \
                - 1)
+
+
+static u_char *
+ngx_http_consent_status_profiles_text(u_char *p,
+    ngx_http_consent_status_profiles_t *pr)
+{
+    ngx_uint_t         i, b;
+    ngx_atomic_uint_t  cum;
+
+    p = ngx_http_consent_status_help(p, "ngx_consent_profile_lookups_total",
+            "counter", "Events without consent looked up in the profile "
+                       "store, by result.");
+
+    for (i = 0; i < NGX_HTTP_CONSENT_LOOKUP_N; i++) {
+        p = ngx_sprintf(p, "ngx_consent_profile_lookups_total{result=\"%s\"} "
+                           "%uA\n", ngx_http_consent_status_lookups[i],
+                        pr->lookups[i]);
+    }
+
+    p = ngx_http_consent_status_help(p, "ngx_consent_profile_records_total",
+            "counter", "Profile keys written with an event's consent, by "
+                       "result.");
+
+    for (i = 0; i < NGX_HTTP_CONSENT_RECORD_N; i++) {
+        p = ngx_sprintf(p, "ngx_consent_profile_records_total{result=\"%s\"} "
+                           "%uA\n", ngx_http_consent_status_records[i],
+                        pr->records[i]);
+    }
+
+    p = ngx_http_consent_status_help(p,
+            "ngx_consent_profile_store_seconds", "histogram",
+            "Profile store round trips, answered or failed.");
+
+    cum = 0;
+
+    for (b = 0; b < NGX_HTTP_CONSENT_STATUS_NBUCKETS; b++) {
+        cum += pr->bucket[b];
+        p = ngx_sprintf(p, "ngx_consent_profile_store_seconds_bucket"
+                           "{le=\"%s\"} %uA\n",
+                        ngx_http_consent_status_trip_le[b], cum);
+    }
+
+    p = ngx_sprintf(p, "ngx_consent_profile_store_seconds_sum %uA.%03uA\n"
+                       "ngx_consent_profile_store_seconds_count %uA\n",
+                    pr->sum / 1000, pr->sum % 1000, cum);
+
+    p = ngx_http_consent_status_help(p, "ngx_consent_profile_round_trips_total",
+            "counter", "Profile store round trips.");
+
+    return ngx_sprintf(p, "ngx_consent_profile_round_trips_total %uA\n", cum);
+}
+
+
+static u_char *
+ngx_http_consent_status_profiles_json(u_char *p,
+    ngx_http_consent_status_profiles_t *pr)
+{
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  trips;
+
+    trips = 0;
+
+    for (i = 0; i < NGX_HTTP_CONSENT_STATUS_NBUCKETS; i++) {
+        trips += pr->bucket[i];
+    }
+
+    p = ngx_cpymem(p, ",\"profiles\":{\"lookups\":",
+                   sizeof(",\"profiles\":{\"lookups\":") - 1);
+
+    for (i = 0; i < NGX_HTTP_CONSENT_LOOKUP_N; i++) {
+        p = ngx_sprintf(p, "%c\"%s\":%uA", i ? ',' : '{',
+                        ngx_http_consent_status_lookups[i], pr->lookups[i]);
+    }
+
+    p = ngx_cpymem(p, "},\"records\":", sizeof("},\"records\":") - 1);
+
+    for (i = 0; i < NGX_HTTP_CONSENT_RECORD_N; i++) {
+        p = ngx_sprintf(p, "%c\"%s\":%uA", i ? ',' : '{',
+                        ngx_http_consent_status_records[i], pr->records[i]);
+    }
+
+    return ngx_sprintf(p, "},\"round_trips\":%uA,\"store_ms_sum\":%uA}",
+                       trips, pr->sum);
+}
 
 
 static u_char *
@@ -1154,7 +1340,8 @@ ngx_http_consent_status_text(u_char *p, ngx_http_consent_status_conf_t *scf,
 
 static u_char *
 ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
-    ngx_atomic_uint_t *req, ngx_uint_t ncodes)
+    ngx_atomic_uint_t *req, ngx_uint_t ncodes,
+    ngx_http_consent_status_profiles_t *profiles)
 {
     ngx_uint_t                       i, b, k;
     ngx_atomic_uint_t                cum;
@@ -1234,9 +1421,12 @@ ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
 
     *p++ = '}';
     p = ngx_http_consent_status_batch_json(p, scf);
-    p = ngx_cpymem(p, "}\n", 2);
 
-    return p;
+    if (profiles) {
+        p = ngx_http_consent_status_profiles_json(p, profiles);
+    }
+
+    return ngx_cpymem(p, "}\n", 2);
 }
 
 
@@ -1254,6 +1444,7 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     ngx_http_consent_status_conf_t  *scf;
     ngx_http_consent_status_name_t  *n;
     ngx_http_consent_main_conf_t    *cmcf;
+    ngx_http_consent_status_profiles_t  *profiles;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -1300,7 +1491,8 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     ncodes = scf->sh->ncodes;
     ngx_memory_barrier();
 
-    size = 4096 + (nreq + ncodes) * (NGX_HTTP_CONSENT_STATUS_LINE
+    /* 6144: the fixed lines, the profiles' and batch's included */
+    size = 6144 + (nreq + ncodes) * (NGX_HTTP_CONSENT_STATUS_LINE
                                      + NGX_HTTP_CONSENT_STATUS_CODE_LEN * 6);
 
     n = scf->names.elts;
@@ -1315,12 +1507,20 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* profile metrics only where some location uses a store */
+    profiles = cmcf->stores.nelts ? &scf->sh->profiles : NULL;
+
     if (json) {
-        p = ngx_http_consent_status_json(buf, scf, req, ncodes);
+        p = ngx_http_consent_status_json(buf, scf, req, ncodes, profiles);
         ngx_str_set(&r->headers_out.content_type, "application/json");
 
     } else {
         p = ngx_http_consent_status_text(buf, scf, req, ncodes);
+
+        if (profiles) {
+            p = ngx_http_consent_status_profiles_text(p, profiles);
+        }
+
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4");
     }

@@ -6,7 +6,8 @@ set -e
 
 PKGS="nginx nginx-dev liblua5.4-dev lua5.4 lua-cjson libpcre2-dev zlib1g-dev
       libssl-dev pkg-config make gcc clang libclang-rt-14-dev wrk perl
-      valgrind chromium fonts-liberation fonts-dejavu-core nodejs curl"
+      valgrind chromium fonts-liberation fonts-dejavu-core nodejs curl
+      redis-server"
 # npm: Debian's package, unless nodejs came with its own (NodeSource's
 # nodejs ships npm and conflicts with Debian's npm package)
 [ $# -eq 0 ] && ! command -v npm >/dev/null 2>&1 && PKGS="$PKGS npm"

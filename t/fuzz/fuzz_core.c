@@ -411,6 +411,104 @@ check_default_deny(consent_policy_t *policy, const uint8_t *data,
 }
 
 
+/* the forwarded body of destination d, joined (malloc) */
+static unsigned char *
+split_bytes(const consent_result_t *res, size_t d, const unsigned char *body,
+    size_t *len)
+{
+    size_t            nsl, i;
+    unsigned char    *out, *p;
+    consent_slice_t  *sl;
+
+    sl = malloc(consent_split_max(res) * sizeof(consent_slice_t));
+    nsl = consent_split(res, d, body, sl);
+
+    for (*len = 0, i = 0; i < nsl; i++) {
+        *len += sl[i].len;
+    }
+
+    out = malloc(*len + 1);
+    for (p = out, i = 0; i < nsl; i++) {
+        memcpy(p, sl[i].data, sl[i].len);
+        p += sl[i].len;
+    }
+
+    free(sl);
+    return out;
+}
+
+
+/*
+ * Rewritten events written out whole (consent_split_rewrites) change
+ * how the bodies are sliced, never a byte of them
+ */
+static void
+check_whole(consent_result_t *res, const unsigned char *body)
+{
+    size_t          d, n, len[5], wlen;
+    unsigned char  *before[5], *after;
+
+    n = res->ndests < 5 ? res->ndests : 5;
+
+    for (d = 0; d < n; d++) {
+        before[d] = split_bytes(res, d, body, &len[d]);
+    }
+
+    CHECK(consent_split_rewrites(res, body, test_alloc, NULL) == 0);
+
+    for (d = 0; d < n; d++) {
+        after = split_bytes(res, d, body, &wlen);
+        CHECK(wlen == len[d] && memcmp(after, before[d], wlen) == 0);
+        free(after);
+        free(before[d]);
+    }
+}
+
+
+/*
+ * A profile's routing: an event routed again with consent_route() on a
+ * mask routes exactly as a hook setting that mask would have routed it
+ */
+static uint64_t  route_mask;
+
+static consent_hook_e
+set_hook(void *data, consent_result_t *res, uint32_t i, uint64_t *consented)
+{
+    consented[0] = route_mask;
+    return CONSENT_HOOK_SET;
+}
+
+
+static void
+check_route(consent_policy_t *policy, const uint8_t *data, size_t size,
+    consent_result_t *res)
+{
+    size_t            e, d, i;
+    consent_result_t  set;
+
+    route_mask = (uint64_t) data[0] * 0x9e3779b97f4a7c15ULL;
+
+    consent_process_hooked(policy, (consent_endpoint_e) (data[0] % 7 + 1),
+                           data + 2, size - 2, test_alloc, NULL, set_hook,
+                           NULL, &set);
+
+    CHECK(set.code == CONSENT_OK && set.nevents == res->nevents);
+
+    for (e = 0; e < res->nevents; e++) {
+        if (res->events[e].code != CONSENT_OK) {
+            continue;
+        }
+
+        consent_route(policy, res, (uint32_t) e, &route_mask);
+
+        for (d = 0; d < policy->ndests; d++) {
+            i = e * policy->ndests + d;
+            CHECK(res->outcome[i] == set.outcome[i]);
+        }
+    }
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -491,8 +589,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_destination(&res, d, data + 2, size - 2);
         }
 
+        if (res.rewrite != NULL) {
+            check_whole(&res, data + 2);
+        }
+
         if (policy.default_deny && !(data[1] & 0x10)) {
             check_default_deny(&policy, data, size, &res);
+        }
+
+        /* last: it routes res again */
+        if (!(data[1] & 0x10)) {
+            check_route(&policy, data, size, &res);
         }
     }
 

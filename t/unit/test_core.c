@@ -1205,6 +1205,184 @@ test_route_default_deny(void)
 }
 
 
+/* destination d's forwarded body joined, and how many slices it took */
+static const unsigned char *
+joined_split(size_t d, size_t *len, size_t *nslices)
+{
+    size_t            n, i;
+    consent_slice_t  *sl;
+    unsigned char    *out, *o;
+
+    sl = arena_alloc(&A, consent_split_max(&R) * sizeof(consent_slice_t));
+    n = consent_split(&R, d, RB, sl);
+
+    for (*len = 0, i = 0; i < n; i++) {
+        *len += sl[i].len;
+    }
+
+    out = arena_alloc(&A, *len + 1);
+    for (o = out, i = 0; i < n; i++) {
+        memcpy(o, sl[i].data, sl[i].len);
+        o += sl[i].len;
+    }
+
+    *nslices = n;
+    return out;
+}
+
+
+/*
+ * Rewritten events (hook or profile preferences) written out whole by
+ * consent_split_rewrites(): the same bytes for every destination, and
+ * a run of rewritten events is one slice, as a run of body events is.
+ */
+static void
+test_split_whole(void)
+{
+    static const struct {
+        consent_endpoint_e   ep;
+        const char          *q;
+        const char          *rewrite;   /* per event: 'r' rewritten */
+        size_t               slices;    /* amplitude's, after */
+    } cases[] = {
+        /* {"batch":[, one run of three, ], } */
+        { CONSENT_EP_BATCH, "{'batch':[{'type':'track'," U0 "},"
+          "{'type':'track'," U PREFS("{'C0002':false}") "},"
+          "{'type':'track'," U "'context':{}}]}", "rrr", 4 },
+        /* ..., body, comma, whole, comma, body, ], comma, sentAt, } */
+        { CONSENT_EP_BATCH, "{'batch':[{'type':'track'," U0 "},  "
+          "{'type':'track'," U0 "},\n{'type':'track'," U0 "}],"
+          "'sentAt':'x'}", "-r-", 10 },
+        { CONSENT_EP_BATCH, "{'batch':[{'type':'track'," U0 "},"
+          "{'type':'track'," U0 "},{'type':'track'," U0 "},"
+          "{'type':'track'," U0 "}]}", "rr-r", 8 },
+        /* a single event without "type": the type goes in too */
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}", "r", 4 },
+        { CONSENT_EP_TRACK, "{}", "r", 0 },
+    };
+
+    static consent_str_t  prefs = { "{\"C0002\":true}", 14 };
+
+    size_t                i, e, d, len[4], wlen, n, nw;
+    const unsigned char  *before[4], *after;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cur_test = "split_whole";
+
+        if (proc(&P, cases[i].ep, cases[i].q) != CONSENT_OK) {
+            CHECK(cases[i].slices == 0, "case %zu: refused", i);
+            continue;
+        }
+
+        R.rewrite = arena_alloc(&A, R.nevents * sizeof(consent_str_t));
+        memset(R.rewrite, 0, R.nevents * sizeof(consent_str_t));
+
+        for (e = 0; e < R.nevents; e++) {
+            if (cases[i].rewrite[e] == 'r') {
+                R.rewrite[e] = prefs;
+                consent_route(&P, &R, (uint32_t) e, (uint64_t[]) { 2 });
+            }
+        }
+
+        for (d = 0; d < R.ndests; d++) {
+            before[d] = joined_split(d, &len[d], &n);
+        }
+
+        CHECK_INT(consent_split_rewrites(&R, RB, arena_alloc, &A), 0);
+
+        for (d = 0; d < R.ndests; d++) {
+            after = joined_split(d, &wlen, &nw);
+            CHECK(wlen == len[d] && memcmp(after, before[d], wlen) == 0,
+                  "case %zu dest %zu: %.*s, expected %.*s", i, d, (int) wlen,
+                  after, (int) len[d], before[d]);
+
+            if (d == 0) {
+                CHECK(nw == cases[i].slices, "case %zu: %zu slices, "
+                      "expected %zu", i, nw, cases[i].slices);
+            }
+        }
+
+        R.rewrite = NULL;
+        R.whole = NULL;
+    }
+}
+
+
+/*
+ * Profiles: an event without consent routed again on a stored
+ * preference object (consent_prefs_mask, consent_route) routes as if it
+ * had carried that object; integrations still apply, the batch's too.
+ */
+static void
+test_route_profile(void)
+{
+    static const struct {
+        consent_endpoint_e   ep;
+        const char          *q;
+        const char          *stored;    /* per event, NULL: left alone */
+        const char          *exp;
+        const char          *sources;   /* per event: N E B H C */
+    } cases[] = {
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}",
+          "{\"C0002\":true,\"C0004\":false}", "DCDD", "N" },
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}", "{}", "CCDD", "N" },
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}",
+          "{\"C0002\":true,\"C0004\":true,\"C0005\":true,\"X\":1}",
+          "DDDD", "N" },
+        /* false wins where a category appears twice */
+        { CONSENT_EP_TRACK, "{" U "'event':'E'}",
+          "{\"C0002\":true,\"C0002\":false}", "CCDD", "N" },
+        { CONSENT_EP_TRACK, "{" U "'integrations':{'webhook':false}}",
+          "{\"C0002\":true}", "DCDI", "N" },
+        { CONSENT_EP_BATCH, "{'integrations':{'amplitude':false},"
+          "'batch':[{'type':'track'," U0 "},{'type':'track'," U
+          PREFS("{'C0002':true}") "}]}", "{\"C0002\":true}",
+          "ICDD|ICDD", "NE" },
+        { CONSENT_EP_BATCH, "{'batch':[{'type':'track'," U0 "}],"
+          PREFS("{'C0004':true}") "}", NULL, "CCDD", "B" },
+        { CONSENT_EP_TRACK, "{" U "'context':{'consent':5}}", NULL, "CCDD",
+          "C" },
+    };
+
+    uint64_t  mask[CONSENT_MASK_WORDS];
+    size_t    i, e, k;
+    char      src[8];
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cur_test = "route_profile";
+        CHECK_INT(proc(&P, cases[i].ep, cases[i].q), CONSENT_OK);
+
+        for (e = 0, k = 0; e < R.nevents && k < sizeof(src) - 1; e++) {
+            src[k++] = "NEBHC"[R.events[e].source];
+
+            if (cases[i].stored == NULL
+                || R.events[e].source != CONSENT_SRC_NONE)
+            {
+                continue;
+            }
+
+            CHECK(consent_prefs_mask(&P, cases[i].stored,
+                                     strlen(cases[i].stored), arena_alloc,
+                                     &A, mask) == 0, "case %zu: mask", i);
+            consent_route(&P, &R, (uint32_t) e, mask);
+        }
+
+        src[k] = '\0';
+        CHECK(strcmp(routes(), cases[i].exp) == 0
+              && strcmp(src, cases[i].sources) == 0,
+              "case %zu: routes %s sources %s, expected %s %s", i, routes(),
+              src, cases[i].exp, cases[i].sources);
+    }
+
+    /* not an object: refused, the mask untouched */
+    mask[0] = 7;
+    CHECK(consent_prefs_mask(&P, "[]", 2, arena_alloc, &A, mask) == -1
+          && mask[0] == 7, "prefs_mask: array");
+    CHECK(consent_prefs_mask(&P, "{", 1, arena_alloc, &A, mask) == -1,
+          "prefs_mask: truncated");
+}
+
+
 static void
 test_route_rules(void)
 {
@@ -3725,6 +3903,8 @@ main(void)
     RUN(test_profile_key);
     RUN_BOTH(test_route_rules);
     RUN_BOTH(test_route_default_deny);
+    RUN_BOTH(test_route_profile);
+    RUN_BOTH(test_split_whole);
     RUN_BOTH(test_route_policy_variants);
     RUN(test_validation_request);
     RUN(test_validation_size);
