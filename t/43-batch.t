@@ -164,6 +164,56 @@ my $STATUS = "        location = /status { consent_status; }\n";
     $t->stop;
 }
 
+# --- envelopes and write keys: only alike requests share a batch -------
+{
+    my $t = ConsentTest->new(
+        dests => { webhook => {}, nokey => {} },
+        http  => "    consent_delivery batch flush=300ms;\n"
+               . "    consent_destination webhook /_dest/webhook;\n"
+               . "    consent_destination nokey /_dest/nokey"
+               . " drop_header=Authorization;\n",
+    );
+    my $ua = HTTP::Tiny->new(keep_alive => 1, timeout => 10);
+    my @posts = (
+        ['/v1/track', 'Basic a2V5MTo=', event('k1')],
+        ['/v1/batch', 'Basic a2V5MTo=', '{"batch":[' . event('b1')
+            . '],"context":{"library":{"name":"x"}},"sentAt":"s1"}'],
+        ['/v1/track', 'Basic a2V5Mjo=', event('k2')],
+        ['/v1/track', 'Basic a2V5MTo=', event('k3')],
+        ['/v1/batch', 'Basic a2V5MTo=', '{"batch":[' . event('b2')
+            . '],"context":{"library":{"name":"x"}},"sentAt":"s1"}'],
+    );
+    my $ok = 0;
+    for my $p (@posts) {
+        my ($path, $auth, $body) = @$p;
+        $body =~ s/\{"userId"/{"type":"track","userId"/ if $path =~ /batch/;
+        $ok++ if $ua->post($t->url($path), { content => $body,
+                  headers => { Authorization => $auth } })->{status} == 200;
+    }
+    is($ok, 5, 'envelopes: 5 requests answered 200');
+    ok(wait_for(sub { $t->received_events('webhook') >= 5
+                      && $t->received_events('nokey') >= 5 }),
+       'envelopes: delivered');
+    my %by;
+    for my $r ($t->received('webhook')) {
+        my $key = join ' ', $r->{headers}{authorization} // '-',
+                            $r->{json}{sentAt} // '-';
+        push @{ $by{$key} }, map { $_->{event} } @{ $r->{json}{batch} };
+        ok(!exists $r->{json}{sentAt}
+           || $r->{json}{context}{library}{name} eq 'x',
+           'envelopes: a batch keeps its requests\' envelope');
+    }
+    is_deeply(\%by, { 'Basic a2V5MTo= -'  => [qw(k1 k3)],
+                      'Basic a2V5MTo= s1' => [qw(b1 b2)],
+                      'Basic a2V5Mjo= -'  => [qw(k2)] },
+              'envelopes: one batch per write key and envelope, in order');
+    is((grep { exists $_->{headers}{authorization} } $t->received('nokey')),
+       0, 'envelopes: drop_header=Authorization holds for batches');
+    is_deeply([sort map { $_->{event} } $t->received_events('nokey')],
+              [qw(b1 b2 k1 k2 k3)], 'envelopes: nokey got all, once');
+    $t->stop;
+}
+
 # --- HTTP/2 clients that close at once lose nothing ---------------------
 SKIP: {
     my $CURL = '/usr/bin/curl';
