@@ -11,6 +11,9 @@
 #   openresty  the same rules in Lua (bench/e2e/e2e_gateway.lua):
 #              cjson.decode, validate, filter, cjson.encode per
 #              destination, ngx.location.capture_multi
+#   batch      ngx_consent with consent_delivery batch (bench/e2e/
+#              batch.conf): the same rules, the events queued per
+#              destination and sent 100 at a time (issue 14)
 #
 # The destinations are one nginx "return 200" server (1 worker), reached
 # through upstream keepalive by all three.  First an equivalence check:
@@ -35,6 +38,13 @@
 #
 # E2E_PROFILES=0 skips it (no redis-server needed).
 #
+# Also before the last line, the batch mode's line, U the upstream
+# requests (batches that got 2xx, from its consent_status) per single
+# event answered 200:
+#
+#   batch: gateway X req/s, mirror Y req/s, openresty Z req/s,
+#          upstream requests per event U
+#
 # Environment: E2E_SECONDS (5, per run), E2E_ROUNDS (3), E2E_CONNS (32,
 # wrk connections), E2E_PERF=1 (also perf record each gateway's worker
 # during one more batch run and print the top symbols), E2E_NO_TRIM=1
@@ -54,7 +64,7 @@ CONNS=${E2E_CONNS:-32}
 NSINGLE=64
 NBATCH=16
 BATCH_EVENTS=50
-GATEWAYS="consent mirror openresty"
+GATEWAYS="consent mirror openresty batch"
 PROFILES=${E2E_PROFILES:-1}
 REDIS_PID=""
 
@@ -341,6 +351,15 @@ for kind in single batch; do
     for g in $GATEWAYS; do
         echo "rss $kind $g $(rss "$g")" >> "$W/results.txt"
     done
+    # the batch gateway's upstream requests per event and events it
+    # dropped (a figure bought with drops would not count); its queues
+    # flush within flush= (100ms) once the load stops
+    sleep 1
+    curl -s "http://127.0.0.1:$PORT_batch/status" | awk -v k=$kind '
+        /^ngx_consent_batches_total/ { b += $2 }
+        /^ngx_consent_batch_dropped_total/ { d += $2 }
+        /^ngx_consent_requests_total\{status="200"\}/ { r += $2 }
+        END { printf "upr %s %d %d %d\n", k, b, r, d }' >> "$W/results.txt"
 done
 
 # ---- profile scenario ---------------------------------------------------
@@ -468,6 +487,8 @@ fi
 echo
 awk -v ev=$BATCH_EVENTS -v conns=$CONNS -v pf="$W/profline.txt" '
     $1 == "rss" { rss[$2, $3] = $4; next }
+    $1 == "upr" && $2 == "single" { upr_b = $3; upr_r = $4; drop = $5; next }
+    $1 == "upr" { drop_batch = $5 - drop; next }
     {
         k = $1 SUBSEP $2
         c = ++nrun[k]
@@ -497,9 +518,9 @@ awk -v ev=$BATCH_EVENTS -v conns=$CONNS -v pf="$W/profline.txt" '
                "load", "conns", "req/s", "events/s", "p50ms", "p99ms",
                "CPUus", "faults", "RSS MB"
         split("single batch", kinds, " ")
-        split("consent mirror openresty", gws, " ")
+        split("consent mirror openresty batch", gws, " ")
         for (i = 1; i <= 2; i++) {
-            for (j = 1; j <= 3; j++) {
+            for (j = 1; j <= 4; j++) {
                 k = kinds[i] SUBSEP gws[j]
                 n = kinds[i] == "single" ? 1 : ev
                 printf "%-10s %-21s %5d %7.0f %8.0f %6.2f %6.2f %6d " \
@@ -521,6 +542,18 @@ awk -v ev=$BATCH_EVENTS -v conns=$CONNS -v pf="$W/profline.txt" '
                gb / ob, (gb >= 2.5 * ob ? "met" : "NOT met")
         printf "target batch:  consent >= 0.9x mirror ev/s:    %.2fx  %s\n",
                gb / mb, (gb >= 0.9 * mb ? "met" : "NOT met")
+        bs = rps["single", "batch"]
+        print ""
+        printf "batch mode: events dropped (must be 0): %d single, " \
+               "%d batches\n", drop, drop_batch
+        printf "target batch mode: >= 3x mirror, >= 3x openresty req/s, " \
+               "U <= 0.05: %.2fx, %.2fx, U %.3f  %s\n", bs / ms, bs / os,
+               upr_b / (upr_r ? upr_r : 1),
+               (bs >= 3 * ms && bs >= 3 * os && drop == 0 \
+                && upr_b <= 0.05 * upr_r ? "met" : "NOT met")
+        printf "batch: gateway %.0f req/s, mirror %.0f req/s, openresty " \
+               "%.0f req/s, upstream requests per event %.3f\n", bs, ms, os,
+               upr_b / (upr_r ? upr_r : 1)
         # the targets and line of the profile scenario (bench/README.md)
         first = 1
         while ((getline l < pf) > 0) {

@@ -20,6 +20,7 @@
 
 #define NGX_HTTP_CONSENT_WAIT        0
 #define NGX_HTTP_CONSENT_BACKGROUND  1
+#define NGX_HTTP_CONSENT_BATCH       2
 
 #define NGX_HTTP_CONSENT_ALLOW       0
 #define NGX_HTTP_CONSENT_DENY        1
@@ -50,6 +51,9 @@ typedef struct ngx_http_consent_status_conf_s  ngx_http_consent_status_conf_t;
 
 /* audit trail of configuration changes, ngx_http_consent_audit.c */
 typedef struct ngx_http_consent_audit_conf_s  ngx_http_consent_audit_conf_t;
+
+/* consent_delivery batch parameters, ngx_http_consent_batch.c */
+typedef struct ngx_http_consent_batch_conf_s  ngx_http_consent_batch_conf_t;
 
 
 typedef struct {
@@ -130,6 +134,7 @@ struct ngx_http_consent_loc_conf_s {
 
     ngx_uint_t                  hook;           /* index + 1, 0: none */
     ngx_uint_t                  delivery;       /* NGX_HTTP_CONSENT_WAIT */
+    ngx_http_consent_batch_conf_t  *batch;      /* consent_delivery batch */
     ngx_uint_t                  default_consent;  /* consent_default */
     ngx_http_consent_profiles_t  *profiles;     /* NULL: off */
     ngx_flag_t                  profile_api;
@@ -167,6 +172,7 @@ typedef struct {
     const char                 *error;          /* request-level code */
     unsigned                    gzip:1;
     unsigned                    background:1;
+    unsigned                    batch:1;        /* queued, not sent */
     unsigned                    replied:1;
     unsigned                    internal_error:1;
     unsigned                    counted:1;      /* in the status zone */
@@ -206,6 +212,20 @@ ngx_int_t ngx_http_consent_body_too_large(ngx_http_request_t *r,
 ngx_int_t ngx_http_consent_deliver(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 ngx_int_t ngx_http_consent_delivery_init(ngx_conf_t *cf);
+ngx_uint_t ngx_http_consent_outcome(ngx_http_request_t *sr, ngx_int_t rc,
+    ngx_uint_t *failed);
+void ngx_http_consent_post_body(ngx_http_request_t *sr, ngx_list_t *headers,
+    ngx_http_request_body_t *rb, ngx_chain_t *body, off_t len);
+ngx_buf_t *ngx_http_consent_add(ngx_http_request_t *r, ngx_chain_t ***last,
+    u_char *pos, size_t size, off_t *len);
+
+char *ngx_http_consent_delivery_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_consent_batch_enqueue(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
+ngx_int_t ngx_http_consent_batch_sent(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+void ngx_http_consent_batch_exit(ngx_cycle_t *cycle);
 
 ngx_int_t ngx_http_consent_reply(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);

@@ -18,6 +18,7 @@ static void ngx_http_consent_log_failed(ngx_http_request_t *r,
     ngx_http_consent_delivery_t *dl);
 static ngx_int_t ngx_http_consent_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_uint_t ngx_http_consent_is_delivery(ngx_http_request_t *r);
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
@@ -115,26 +116,7 @@ ngx_http_consent_deliver(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        sr->headers_in.headers = *headers;
-
-        /*
-         * client_max_body_size guards against what clients send: this
-         * body is the module's, bounded by consent_max_body_size and the
-         * hooks' rewrites, so a rewrite that grows a batch past it must
-         * not make a valid request fail forever.  nginx skips the check
-         * for a request whose body it discards (a subrequest reads none);
-         * the flag is cleared once the location is found, before nginx
-         * could finalize the subrequest with it, which would linger on
-         * the client's connection.
-         */
-        sr->discard_body = 1;
-
-        rb->bufs = chain;
-        sr->request_body = rb;
-        sr->method = NGX_HTTP_POST;
-        sr->method_name = ngx_http_consent_post;
-        sr->headers_in.content_length_n = len;
-        sr->headers_in.chunked = 0;
+        ngx_http_consent_post_body(sr, headers, rb, chain, len);
 
         ctx->pending++;
     }
@@ -143,7 +125,36 @@ ngx_http_consent_deliver(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 }
 
 
-static ngx_buf_t *
+/* a destination subrequest becomes a POST of body, with headers */
+
+void
+ngx_http_consent_post_body(ngx_http_request_t *sr, ngx_list_t *headers,
+    ngx_http_request_body_t *rb, ngx_chain_t *body, off_t len)
+{
+    sr->headers_in.headers = *headers;
+
+    /*
+     * client_max_body_size guards against what clients send: this body
+     * is the module's, bounded by consent_max_body_size and the hooks'
+     * rewrites, so a rewrite that grows a batch past it must not make a
+     * valid request fail forever.  nginx skips the check for a request
+     * whose body it discards (a subrequest reads none); the flag is
+     * cleared once the location is found, before nginx could finalize
+     * the subrequest with it, which would linger on the client's
+     * connection.
+     */
+    sr->discard_body = 1;
+
+    rb->bufs = body;
+    sr->request_body = rb;
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = ngx_http_consent_post;
+    sr->headers_in.content_length_n = len;
+    sr->headers_in.chunked = 0;
+}
+
+
+ngx_buf_t *
 ngx_http_consent_add(ngx_http_request_t *r, ngx_chain_t ***last, u_char *pos,
     size_t size, off_t *len)
 {
@@ -222,14 +233,7 @@ ngx_http_consent_delivered(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         return rc;
     }
 
-    status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
-             : sr->headers_out.status;
-
-    if (rc == NGX_OK && ngx_http_consent_cut_short(sr)) {
-        status = NGX_HTTP_BAD_GATEWAY;
-    }
-
-    failed = (rc == NGX_ERROR || status < 200 || status > 299);
+    status = ngx_http_consent_outcome(sr, rc, &failed);
 
     /*
      * called again for an error page (a waited subrequest only, so a
@@ -284,6 +288,27 @@ ngx_http_consent_log_failed(ngx_http_request_t *r,
 }
 
 
+/* a destination subrequest's status, and whether it failed */
+
+ngx_uint_t
+ngx_http_consent_outcome(ngx_http_request_t *sr, ngx_int_t rc,
+    ngx_uint_t *failed)
+{
+    ngx_uint_t  status;
+
+    status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
+             : sr->headers_out.status;
+
+    if (rc == NGX_OK && ngx_http_consent_cut_short(sr)) {
+        status = NGX_HTTP_BAD_GATEWAY;
+    }
+
+    *failed = (rc == NGX_ERROR || status < 200 || status > 299);
+
+    return status;
+}
+
+
 /*
  * An upstream that closes in the middle of its response body ends the
  * subrequest with rc 0 and its 2xx status (nginx has already sent the
@@ -321,9 +346,7 @@ ngx_http_consent_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_chain_t  *cl;
 
-    if (r == r->main || r->post_subrequest == NULL
-        || r->post_subrequest->handler != ngx_http_consent_delivered)
-    {
+    if (!ngx_http_consent_is_delivery(r)) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -341,13 +364,22 @@ ngx_http_consent_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 static ngx_int_t
 ngx_http_consent_preaccess(ngx_http_request_t *r)
 {
-    if (r != r->main && r->post_subrequest != NULL
-        && r->post_subrequest->handler == ngx_http_consent_delivered)
-    {
+    if (ngx_http_consent_is_delivery(r)) {
         r->discard_body = 0;
     }
 
     return NGX_DECLINED;
+}
+
+
+/* a destination's subrequest: a client's, or a queued batch's */
+
+static ngx_uint_t
+ngx_http_consent_is_delivery(ngx_http_request_t *r)
+{
+    return r != r->main && r->post_subrequest != NULL
+           && (r->post_subrequest->handler == ngx_http_consent_delivered
+               || r->post_subrequest->handler == ngx_http_consent_batch_sent);
 }
 
 

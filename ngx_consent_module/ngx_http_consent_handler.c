@@ -79,7 +79,8 @@ ngx_http_consent_handler(ngx_http_request_t *r)
 
     ctx->endpoint = ep;
     ctx->gzip = gzip;
-    ctx->background = (clcf->delivery == NGX_HTTP_CONSENT_BACKGROUND);
+    ctx->background = (clcf->delivery != NGX_HTTP_CONSENT_WAIT);
+    ctx->batch = (clcf->delivery == NGX_HTTP_CONSENT_BATCH);
     ngx_http_set_ctx(r, ctx, ngx_http_consent_module);
 
     /* the core scans one contiguous buffer */
@@ -138,6 +139,13 @@ ngx_http_consent_deliver_step(ngx_http_request_t *r)
 
     if (ctx->result.naccepted == 0) {
         /* a batch whose every event was rejected */
+        ngx_http_finalize_request(r, ngx_http_consent_reply(r, ctx));
+        return;
+    }
+
+    if (ctx->batch) {
+        /* queued for ngx_http_consent_batch.c; what it drops it counts */
+        ngx_http_consent_batch_enqueue(r, ctx);
         ngx_http_finalize_request(r, ngx_http_consent_reply(r, ctx));
         return;
     }

@@ -39,13 +39,6 @@ static ngx_int_t ngx_http_consent_build_policy(ngx_conf_t *cf,
     ngx_http_consent_loc_conf_t *clcf);
 
 
-static ngx_conf_enum_t  ngx_http_consent_delivery_modes[] = {
-    { ngx_string("wait"), NGX_HTTP_CONSENT_WAIT },
-    { ngx_string("background"), NGX_HTTP_CONSENT_BACKGROUND },
-    { ngx_null_string, 0 }
-};
-
-
 /* what an event without consent (and without a profile) gets */
 static ngx_conf_enum_t  ngx_http_consent_defaults[] = {
     { ngx_string("allow"), NGX_HTTP_CONSENT_ALLOW },
@@ -99,11 +92,11 @@ static ngx_command_t  ngx_http_consent_commands[] = {
       NULL },
 
     { ngx_string("consent_delivery"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_consent_conf_enum,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_consent_delivery_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_consent_loc_conf_t, delivery),
-      &ngx_http_consent_delivery_modes },
+      0,
+      NULL },
 
     { ngx_string("consent_default"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -430,6 +423,7 @@ ngx_http_consent_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_consent_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_consent_batch_exit(cycle);
     ngx_http_consent_lua_exit_worker();
     ngx_http_consent_profiles_exit(cycle);
     ngx_http_consent_scratch_free();
@@ -764,6 +758,7 @@ ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
     conf->max_events = NGX_CONF_UNSET_UINT;
     conf->cors = NGX_CONF_UNSET_UINT;
     conf->delivery = NGX_CONF_UNSET_UINT;
+    conf->batch = NGX_CONF_UNSET_PTR;
     conf->default_consent = NGX_CONF_UNSET_UINT;
     conf->hook = NGX_CONF_UNSET_UINT;
     conf->profiles = NGX_CONF_UNSET_PTR;
@@ -799,6 +794,7 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->hook, prev->hook, 0);
     ngx_conf_merge_uint_value(conf->delivery, prev->delivery,
                               NGX_HTTP_CONSENT_WAIT);
+    ngx_conf_merge_ptr_value(conf->batch, prev->batch, NULL);
     ngx_conf_merge_uint_value(conf->default_consent, prev->default_consent,
                               NGX_HTTP_CONSENT_ALLOW);
 

@@ -9,6 +9,7 @@
  */
 
 #include "ngx_http_consent.h"
+#include "ngx_http_consent_batch.h"
 
 
 #define NGX_HTTP_CONSENT_STATUS_SIZE       (1024 * 1024)
@@ -41,6 +42,7 @@ struct ngx_http_consent_status_slot_s {
     ngx_atomic_t                     events[NGX_HTTP_CONSENT_OUT_N];
     ngx_atomic_t                     bucket[NGX_HTTP_CONSENT_STATUS_NBUCKETS];
     ngx_atomic_t                     sum;           /* milliseconds */
+    ngx_atomic_t                     batch[NGX_HTTP_CONSENT_BATCH_N];
 
     /* the master's alone: matched by name when a configuration loads */
     ngx_http_consent_status_slot_t  *next;
@@ -90,6 +92,7 @@ struct ngx_http_consent_status_conf_s {
     ssize_t                          size;      /* NGX_CONF_UNSET: default */
     ngx_slab_pool_t                 *shpool;
     ngx_http_consent_status_shm_t   *sh;
+    ngx_uint_t                       batch;     /* consent_delivery batch */
 };
 
 
@@ -117,6 +120,10 @@ static ngx_int_t ngx_http_consent_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_consent_status_error_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static u_char *ngx_http_consent_status_batch_text(u_char *p,
+    ngx_http_consent_status_conf_t *scf);
+static u_char *ngx_http_consent_status_batch_json(u_char *p,
+    ngx_http_consent_status_conf_t *scf);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -890,6 +897,10 @@ ngx_http_consent_status_delivery(ngx_http_request_t *r,
         switch (res->outcome[e * ndests + d]) {
 
         case CONSENT_DELIVER:
+            if (ctx->batch) {
+                break;      /* counted when its batch ends */
+            }
+
             n[ok ? NGX_HTTP_CONSENT_OUT_DELIVERED
                  : NGX_HTTP_CONSENT_OUT_FAILED]++;
             break;
@@ -1323,7 +1334,7 @@ ngx_http_consent_status_text(u_char *p, ngx_http_consent_status_conf_t *scf,
         p = ngx_sprintf(p, "\"} %uA\n", cum);
     }
 
-    return p;
+    return ngx_http_consent_status_batch_text(p, scf);
 }
 
 
@@ -1409,6 +1420,7 @@ ngx_http_consent_status_json(u_char *p, ngx_http_consent_status_conf_t *scf,
     }
 
     *p++ = '}';
+    p = ngx_http_consent_status_batch_json(p, scf);
 
     if (profiles) {
         p = ngx_http_consent_status_profiles_json(p, profiles);
@@ -1479,13 +1491,14 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     ncodes = scf->sh->ncodes;
     ngx_memory_barrier();
 
-    /* 4096: the fixed lines, the profiles' included */
-    size = 4096 + (nreq + ncodes) * (NGX_HTTP_CONSENT_STATUS_LINE
+    /* 6144: the fixed lines, the profiles' and batch's included */
+    size = 6144 + (nreq + ncodes) * (NGX_HTTP_CONSENT_STATUS_LINE
                                      + NGX_HTTP_CONSENT_STATUS_CODE_LEN * 6);
 
     n = scf->names.elts;
     for (i = 0; i < scf->names.nelts; i++) {
-        size += (NGX_HTTP_CONSENT_OUT_N + NGX_HTTP_CONSENT_STATUS_NBUCKETS + 2)
+        size += (NGX_HTTP_CONSENT_OUT_N + NGX_HTTP_CONSENT_STATUS_NBUCKETS
+                 + 2 + NGX_HTTP_CONSENT_BATCH_N)
                 * (NGX_HTTP_CONSENT_STATUS_LINE + n[i].name.len * 6);
     }
 
@@ -1538,4 +1551,222 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+
+/*
+ * Batched delivery (consent_delivery batch, ngx_http_consent_batch.c):
+ * per destination queue gauges (the workers' sum), batches, retries and
+ * dropped events by reason; listed once some location uses batch.
+ */
+
+static const char  *ngx_http_consent_status_batch_reasons[] = {
+    "retries_exhausted", "backlog_full", "shutdown"
+};
+
+
+ngx_int_t
+ngx_http_consent_status_batch_used(ngx_conf_t *cf)
+{
+    ngx_http_consent_status_conf_t  *scf;
+
+    scf = ngx_http_consent_status_conf(cf);
+    if (scf == NULL) {
+        return NGX_ERROR;
+    }
+
+    scf->batch = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_consent_status_batch(ngx_http_consent_status_conf_t *scf,
+    ngx_uint_t dest, ngx_uint_t what, ngx_int_t n)
+{
+    ngx_atomic_t                    *a;
+    ngx_http_consent_status_slot_t  *slot;
+    ngx_http_consent_status_name_t  *names;
+
+    if (scf == NULL || scf->sh == NULL || n == 0) {
+        return;
+    }
+
+    names = scf->names.elts;
+    slot = names[dest].slot;
+
+    switch (what) {
+
+    case NGX_HTTP_CONSENT_BATCH_DELIVERED:
+        a = &slot->events[NGX_HTTP_CONSENT_OUT_DELIVERED];
+        break;
+
+    case NGX_HTTP_CONSENT_BATCH_FAILED:
+        a = &slot->events[NGX_HTTP_CONSENT_OUT_FAILED];
+        break;
+
+    default:
+        a = &slot->batch[what];
+    }
+
+    (void) ngx_atomic_fetch_add(a, (ngx_atomic_int_t) n);
+}
+
+
+void
+ngx_http_consent_status_batch_latency(ngx_http_consent_status_conf_t *scf,
+    ngx_uint_t dest, ngx_msec_t ms)
+{
+    ngx_uint_t                       b;
+    ngx_http_consent_status_slot_t  *slot;
+    ngx_http_consent_status_name_t  *names;
+
+    if (scf == NULL || scf->sh == NULL) {
+        return;
+    }
+
+    names = scf->names.elts;
+    slot = names[dest].slot;
+
+    for (b = 0; b < NGX_HTTP_CONSENT_STATUS_NBUCKETS - 1; b++) {
+        if (ms <= ngx_http_consent_status_ms[b]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&slot->bucket[b], 1);
+    (void) ngx_atomic_fetch_add(&slot->sum, ms);
+}
+
+
+/* name{destination="d"[,reason="r"]} value */
+
+static u_char *
+ngx_http_consent_status_batch_line(u_char *p, const char *name,
+    ngx_str_t *dest, const char *reason, ngx_atomic_uint_t v)
+{
+    p = ngx_sprintf(p, "%s{destination=\"", name);
+    p = ngx_http_consent_status_label(p, dest->data, dest->len);
+
+    if (reason) {
+        p = ngx_sprintf(p, "\",reason=\"%s", reason);
+    }
+
+    /* a gauge is a sum of the workers' deltas, read as signed */
+    return ngx_sprintf(p, "\"} %A\n", (ngx_atomic_int_t) v);
+}
+
+
+static u_char *
+ngx_http_consent_status_batch_text(u_char *p,
+    ngx_http_consent_status_conf_t *scf)
+{
+    ngx_uint_t                       i, k, f;
+    ngx_http_consent_status_slot_t  *slot;
+    ngx_http_consent_status_name_t  *n;
+
+    static const char  *names[] = {
+        "ngx_consent_batch_queue_events", "ngx_consent_batch_queue_bytes",
+        "ngx_consent_batches_total", "ngx_consent_batch_retries_total"
+    };
+
+    if (!scf->batch) {
+        return p;
+    }
+
+    n = scf->names.elts;
+
+    for (f = 0; f < 5; f++) {
+        switch (f) {
+        case 0:
+            p = ngx_http_consent_status_help(p,
+                    "ngx_consent_batch_queue_events", "gauge",
+                    "Events queued for batched delivery, all workers.");
+            break;
+        case 1:
+            p = ngx_http_consent_status_help(p,
+                    "ngx_consent_batch_queue_bytes", "gauge",
+                    "Memory of the queued events, all workers.");
+            break;
+        case 2:
+            p = ngx_http_consent_status_help(p, "ngx_consent_batches_total",
+                    "counter", "Batches a destination answered with 2xx.");
+            break;
+        case 3:
+            p = ngx_http_consent_status_help(p,
+                    "ngx_consent_batch_retries_total", "counter",
+                    "Failed batches scheduled to be sent again.");
+            break;
+        default:
+            p = ngx_http_consent_status_help(p,
+                    "ngx_consent_batch_dropped_total", "counter",
+                    "Queued events dropped, by reason (also failed).");
+        }
+
+        for (i = 0; i < scf->names.nelts; i++) {
+            slot = n[i].slot;
+
+            if (f < 4) {
+                p = ngx_http_consent_status_batch_line(p, names[f],
+                                          &n[i].name, NULL, slot->batch[f]);
+                continue;
+            }
+
+            for (k = 0; k < 3; k++) {
+                p = ngx_http_consent_status_batch_line(p,
+                        "ngx_consent_batch_dropped_total", &n[i].name,
+                        ngx_http_consent_status_batch_reasons[k],
+                        slot->batch[NGX_HTTP_CONSENT_BATCH_DROP_RETRIES + k]);
+            }
+        }
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_consent_status_batch_json(u_char *p,
+    ngx_http_consent_status_conf_t *scf)
+{
+    ngx_uint_t                       i, k;
+    ngx_http_consent_status_slot_t  *slot;
+    ngx_http_consent_status_name_t  *n;
+
+    if (!scf->batch) {
+        return p;
+    }
+
+    n = scf->names.elts;
+    p = ngx_cpymem(p, ",\"batch\":{", 10);
+
+    for (i = 0; i < scf->names.nelts; i++) {
+        slot = n[i].slot;
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_consent_json_str(p, n[i].name.data, n[i].name.len);
+        p = ngx_sprintf(p, ":{\"queue_events\":%A,\"queue_bytes\":%A,"
+                           "\"batches\":%uA,\"retries\":%uA,\"dropped\":{",
+                        (ngx_atomic_int_t) slot->batch[0],
+                        (ngx_atomic_int_t) slot->batch[1],
+                        slot->batch[2], slot->batch[3]);
+
+        for (k = 0; k < 3; k++) {
+            p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                            ngx_http_consent_status_batch_reasons[k],
+                            slot->batch[NGX_HTTP_CONSENT_BATCH_DROP_RETRIES
+                                        + k]);
+        }
+
+        p = ngx_cpymem(p, "}}", 2);
+    }
+
+    *p++ = '}';
+
+    return p;
 }

@@ -30,22 +30,8 @@ my $t = ConsentTest->new(
 # clients: one process each, a new connection per request, statuses back
 # through a pipe
 my $stop = $t->prefix . '/stop-load';
-my %pipes;
-for my $c (1 .. $CLIENTS) {
-    $pipes{$c} = ConsentTest::spawn_client(sub {
-        my $ua = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
-        my $end = time + 60;
-        my @st;
-        for my $i (1 .. $MAX) {
-            last if -e $stop || time > $end;
-            push @st, $ua->post($t->url('/v1/batch'), {
-                headers => { 'Content-Type' => 'application/json' },
-                content => ConsentTest::load_batch($c, $i),
-            })->{status};
-        }
-        return @st;
-    });
-}
+my %pipes = %{ ConsentTest::spawn_load($t->url('/v1/batch'), $CLIENTS, $MAX,
+                                       $stop, \&ConsentTest::load_batch) };
 
 # reloads, each once the destinations have seen $STEP more requests;
 # then the load must go on through the last generation of workers

@@ -234,6 +234,31 @@ sub spawn_client {
     return $fh;
 }
 
+# Load for reload tests: $n client processes, each POSTing
+# $content->($c, $i) to $url on a new connection per request until the
+# file $stop exists, $max requests or 60 s; returns the pipes for
+# client_statuses().
+sub spawn_load {
+    my ($url, $n, $max, $stop, $content) = @_;
+    my %pipes;
+    for my $c (1 .. $n) {
+        $pipes{$c} = spawn_client(sub {
+            my $ua = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
+            my $end = Time::HiRes::time() + 60;
+            my @st;
+            for my $i (1 .. $max) {
+                last if -e $stop || Time::HiRes::time() > $end;
+                push @st, $ua->post($url, {
+                    headers => { 'Content-Type' => 'application/json' },
+                    content => $content->($c, $i),
+                })->{status};
+            }
+            return @st;
+        });
+    }
+    return \%pipes;
+}
+
 # Waits for each client's report: { client => [status, ...] }.
 sub client_statuses {
     my ($pipes) = @_;
@@ -836,7 +861,10 @@ sub _read_log {
     local $/;
     my $all = <$fh> // '';
     close $fh;
-    return (substr($all, $self->{offsets}{$name}), length $all);
+    # a sink still writing its last record: that line is not one yet
+    my $end = rindex($all, "\n") + 1;
+    my $off = $self->{offsets}{$name};
+    return ($end > $off ? substr($all, $off, $end - $off) : '', $end);
 }
 
 # Records of the requests NAME received since the last clear():
