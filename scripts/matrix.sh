@@ -145,6 +145,13 @@ FLAGS="--with-compat --with-threads --with-pcre-jit --with-http_ssl_module
 CC_OPT='-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -D_FORTIFY_SOURCE=2'
 LD_OPT='-Wl,-z,relro -Wl,-z,now -fPIC'
 
+# the files apt-get source could not fetch, as "matrix: SUITE: not in the
+# archive: FILE (404  Not Found)"; always true
+missing() {
+    sed -n "s|^E: Failed to fetch .*/\([^/ ]*\)  *\([0-9][0-9]* [^[]*[^ []\).*|matrix: $s: not in the archive: \1 (\2)|p" "$1" \
+        | sed 's/%2[bB]/+/g; s/  */ /g'
+}
+
 summary=""
 failed=0
 for s in $SUITES; do
@@ -167,13 +174,11 @@ for s in $SUITES; do
     if (cd "$D" && apt-get $APT_OPTS -q source "nginx=$V") \
             > "$D/source.log" 2>&1; then
         how=source
-    elif [ -f "$D/nginx_$UV.orig.tar.gz" ]; then
-        grep -E '^E:' "$D/source.log"
+    elif missing "$D/source.log" && [ -f "$D/nginx_$UV.orig.tar.gz" ]; then
         echo "matrix: $s: no Debian source package; building nginx_$UV.orig.tar.gz (upstream, without Debian's patches)"
         rm -rf "$D/nginx-$UV" && (cd "$D" && tar xzf "nginx_$UV.orig.tar.gz")
         how=source
     else
-        grep -E '^E:' "$D/source.log"
         echo "matrix: $s: no source in the archive; testing $s's nginx $V binary package with the module built against its nginx-dev $V"
         how=binary
     fi
