@@ -146,7 +146,7 @@ CC_OPT='-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -
 LD_OPT='-Wl,-z,relro -Wl,-z,now -fPIC'
 
 # the files apt-get source could not fetch, as "matrix: SUITE: not in the
-# archive: FILE (404  Not Found)"; always true
+# archive: FILE (404 Not Found)"; always true
 missing() {
     sed -n "s|^E: Failed to fetch .*/\([^/ ]*\)  *\([0-9][0-9]* [^[]*[^ []\).*|matrix: $s: not in the archive: \1 (\2)|p" "$1" \
         | sed 's/%2[bB]/+/g; s/  */ /g'
