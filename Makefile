@@ -262,9 +262,12 @@ test-deb: $(DEB)
 	sh scripts/test-deb.sh $(DEB)
 
 # ---------------------------------------------------------------------
-# matrix (docs/install.md): nginx of bookworm, trixie and sid from their
-# Debian source packages, each with the module, the prove suite against
-# each (scripts/matrix.sh; about 10 minutes).  Not part of make test.
+# matrix (docs/install.md): nginx of bookworm, trixie and sid, each with
+# the module: built from the suite's Debian source package (or its orig
+# tarball), or, where the archive has neither, the suite's own nginx
+# binary with the module built against its nginx-dev; the prove suite
+# against each, t/26-http3.t with sid's curl (scripts/matrix.sh; about 10
+# minutes).  Not part of make test.
 .PHONY: matrix
 matrix: $(BUILD)/.deps $(BUILD)/.deps-deb npm-deps
 	sh scripts/matrix.sh

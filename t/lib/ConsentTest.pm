@@ -563,6 +563,12 @@ sub reload {
     my ($self, %o) = @_;
     my $off = -s "$self->{prefix}/error.log" // 0;
     my $pid = $self->master_pid;
+    # the master blocks its signals just before it starts its workers; a
+    # HUP caught before that only sets a flag, read after the next signal
+    # (a reload lost under load): wait for a "start worker process" first
+    my $ready = time + 10;
+    sleep 0.02 while time < $ready
+                     && $self->error_log !~ /start worker process \d+/;
     return 0 unless $pid && kill 'HUP', $pid;
     my $deadline = time + 20;
     while (time < $deadline) {
