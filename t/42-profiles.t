@@ -91,6 +91,10 @@ my $LOCATIONS = <<"EOF";
             consent_profile_api;
             consent_profiles 127.0.0.1:$GARBAGE timeout=${TO_MS}ms;
         }
+        location /batched/v1/ {
+            consent_ingest;
+            consent_delivery batch flush=10ms;
+        }
         location /closed/v1/ {
             consent_ingest;
             consent_profiles 127.0.0.1:$CLOSED timeout=${TO_MS}ms;
@@ -639,6 +643,42 @@ my $T0 = 1_704_067_200_000;     # 2024-01-01T00:00:00.000Z
         is(($s1->{hmget}{calls} // 0) - ($s0->{hmget}{calls} // 0), $rt,
            "fallback: $desc: $rt HMGET");
     }
+}
+
+
+# ---------------------------------------------------------------------
+# 5c. batched delivery (consent_delivery batch): the queued copy is the
+# enforced one.  Order per destination is kept, so once facebook has
+# the later event of a user granting ads, it would have had the earlier
+# one of the user declining them, had that been queued for it.
+
+{
+    record_ok('batched: user BN declines ads', \%NOADS, userId => 'BN');
+    record_ok('batched: user BA grants ads', \%ADS, userId => 'BA');
+    $t->clear;
+    my ($m1, $e1) = event(userId => 'BN');
+    my ($m2, $e2) = event(userId => 'BA');
+    # posted directly: send_ok clears the sinks, which the first batch
+    # may already have reached
+    for my $e ($e1, $e2) {
+        reply_ok($t->post('/batched/v1/track', ConsentTest::json_encode($e)),
+                 { profiled => 1 }, "batched: $e->{userId} without consent");
+    }
+    my $deadline = time + 20;
+    my $got = sub { my ($d, $m) = @_;
+                    grep { ($_->{messageId} // '') eq $m }
+                    $t->received_events($d) };
+    until (($got->('facebook', $m2) && $got->('amplitude', $m1)
+            && $got->('webhook', $m1)) || time > $deadline)
+    {
+        select(undef, undef, undef, 0.02);
+    }
+    ok(scalar $got->('facebook', $m2), 'batched: facebook got BA\'s event');
+    ok(!$got->('facebook', $m1), 'batched: facebook never got BN\'s');
+    my ($ev) = $got->('webhook', $m1);
+    is_deeply(norm($ev && $ev->{context}{consent}{categoryPreferences}),
+              norm(\%NOADS), 'batched: the queued copy carries BN\'s '
+              . 'stored preferences');
 }
 
 
