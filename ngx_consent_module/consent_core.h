@@ -232,18 +232,11 @@ void consent_route(const consent_policy_t *policy, consent_result_t *res,
     uint32_t i, const uint64_t *mask);
 
 /*
- * The mask of a categoryPreferences object given as JSON text (a
- * stored profile): true where it says true.  0, or -1 if it is not a
- * JSON object.  The tape comes from alloc.
- */
-int consent_prefs_mask(const consent_policy_t *policy, const char *json,
-    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask);
-
-/*
- * The same for a stored profile value, {"p":{...},...} (see
- * consent_profile_encode): one scan gives the mask of its "p" object
- * and, in prefs, the object's bytes.  0, or -1 if there is no such
- * object.
+ * The categories a stored profile value, {"p":{...},...} (see
+ * consent_profile_encode), consents to: one scan gives the mask of its
+ * "p" object (true where it says true, false winning over true) and,
+ * in prefs, the object's bytes.  0, or -1 if there is no such object.
+ * The tape comes from alloc.
  */
 int consent_profile_mask(const consent_policy_t *policy, const char *value,
     size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask,

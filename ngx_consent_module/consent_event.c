@@ -643,6 +643,18 @@ route_event(const route_t *r, const fields_t *f, const uint64_t *hook,
 }
 
 
+static void
+route_init(route_t *r, const consent_policy_t *policy,
+    const unsigned char *b, const consent_json_tok_t *tok)
+{
+    memset(r, 0, sizeof(route_t));
+    r->policy = policy;
+    r->b = b;
+    r->tok = tok;
+    r->nwords = (policy->ncategories + 63) / 64;
+}
+
+
 static uint8_t
 event_source(const fields_t *src, const fields_t *f)
 {
@@ -665,11 +677,7 @@ consent_route(const consent_policy_t *policy, consent_result_t *res,
     route_t   r;
     fields_t  f;
 
-    memset(&r, 0, sizeof(route_t));
-    r.policy = policy;
-    r.b = res->body;
-    r.tok = res->tok;
-    r.nwords = (policy->ncategories + 63) / 64;
+    route_init(&r, policy, res->body, res->tok);
     r.batch_integ = res->batch_integ;
     r.batch_all = res->batch_all;
 
@@ -703,41 +711,11 @@ consent_profile_mask(const consent_policy_t *policy, const char *value,
         return -1;
     }
 
-    memset(&r, 0, sizeof(route_t));
-    r.policy = policy;
-    r.b = (const unsigned char *) value;
-    r.tok = js.tok;
-    r.nwords = (policy->ncategories + 63) / 64;
-
+    route_init(&r, policy, (const unsigned char *) value, js.tok);
     read_prefs_object(&r, p, mask);
 
     prefs->data = value + js.tok[p].start;
     prefs->len = js.tok[p].end - js.tok[p].start;
-
-    return 0;
-}
-
-
-int
-consent_prefs_mask(const consent_policy_t *policy, const char *json,
-    size_t len, consent_alloc_pt alloc, void *ctx, uint64_t *mask)
-{
-    route_t         r;
-    consent_json_t  js;
-
-    if (consent_json_scan(&js, (const unsigned char *) json, len, alloc, ctx)
-        != 0 || js.tok[0].type != CONSENT_JSON_OBJECT)
-    {
-        return -1;
-    }
-
-    memset(&r, 0, sizeof(route_t));
-    r.policy = policy;
-    r.b = (const unsigned char *) json;
-    r.tok = js.tok;
-    r.nwords = (policy->ncategories + 63) / 64;
-
-    read_prefs_object(&r, 0, mask);
 
     return 0;
 }
@@ -812,11 +790,7 @@ consent_process_tape(const consent_policy_t *policy, consent_endpoint_e ep,
                     "request body must be a JSON object", 0);
     }
 
-    memset(&r, 0, sizeof(route_t));
-    r.policy = policy;
-    r.b = body;
-    r.tok = js.tok;
-    r.nwords = (policy->ncategories + 63) / 64;
+    route_init(&r, policy, body, js.tok);
 
     r.batch_integ = alloc(ctx, policy->ndests + 1);
     integ = alloc(ctx, policy->ndests + 1);

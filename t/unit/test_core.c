@@ -1310,7 +1310,7 @@ test_split_whole(void)
 
 /*
  * Profiles: an event without consent routed again on a stored
- * preference object (consent_prefs_mask, consent_route) routes as if it
+ * preference object (consent_profile_mask, consent_route) routes as if it
  * had carried that object; integrations still apply, the batch's too.
  */
 static void
@@ -1344,9 +1344,10 @@ test_route_profile(void)
           "C" },
     };
 
-    uint64_t  mask[CONSENT_MASK_WORDS];
-    size_t    i, e, k;
-    char      src[8];
+    uint64_t       mask[CONSENT_MASK_WORDS];
+    size_t         i, e, k, n;
+    char           src[8], value[256];
+    consent_str_t  prefs;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         cur_test = "route_profile";
@@ -1361,9 +1362,14 @@ test_route_profile(void)
                 continue;
             }
 
-            CHECK(consent_prefs_mask(&P, cases[i].stored,
-                                     strlen(cases[i].stored), arena_alloc,
-                                     &A, mask) == 0, "case %zu: mask", i);
+            n = (size_t) snprintf(value, sizeof(value),
+                                  "{\"p\":%s,\"t\":1,\"e\":\"\"}",
+                                  cases[i].stored);
+            CHECK(consent_profile_mask(&P, value, n, arena_alloc, &A, mask,
+                                       &prefs) == 0
+                  && prefs.len == strlen(cases[i].stored)
+                  && memcmp(prefs.data, cases[i].stored, prefs.len) == 0,
+                  "case %zu: mask", i);
             consent_route(&P, &R, (uint32_t) e, mask);
         }
 
@@ -1374,12 +1380,17 @@ test_route_profile(void)
               src, cases[i].exp, cases[i].sources);
     }
 
-    /* not an object: refused, the mask untouched */
+    /* no "p" object: refused, the mask untouched */
     mask[0] = 7;
-    CHECK(consent_prefs_mask(&P, "[]", 2, arena_alloc, &A, mask) == -1
-          && mask[0] == 7, "prefs_mask: array");
-    CHECK(consent_prefs_mask(&P, "{", 1, arena_alloc, &A, mask) == -1,
-          "prefs_mask: truncated");
+    CHECK(consent_profile_mask(&P, "{\"p\":[]}", 8, arena_alloc, &A, mask,
+                               &prefs) == -1
+          && mask[0] == 7, "profile_mask: array");
+    CHECK(consent_profile_mask(&P, "{\"t\":1}", 7, arena_alloc, &A, mask,
+                               &prefs) == -1, "profile_mask: no p");
+    CHECK(consent_profile_mask(&P, "[]", 2, arena_alloc, &A, mask, &prefs)
+          == -1, "profile_mask: not an object");
+    CHECK(consent_profile_mask(&P, "{\"p\":{}", 7, arena_alloc, &A, mask,
+                               &prefs) == -1, "profile_mask: truncated");
 }
 
 
