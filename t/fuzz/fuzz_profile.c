@@ -230,14 +230,38 @@ fuzz_encode(const char *p, size_t len)
 }
 
 
+/* categories a stored profile's "p" may name */
+static consent_str_t     mask_cats[] = { { "a", 1 }, { "b", 1 },
+                                         { "C0002", 5 } };
+static consent_policy_t  mask_policy = { mask_cats, 3, NULL, 0, 0, 0, 0,
+                                         NULL, 0, NULL, 0 };
+
+
 static void
 fuzz_decode(const char *p, size_t len)
 {
+    int                rc;
+    uint64_t           mask[CONSENT_MASK_WORDS];
+    consent_str_t      prefs;
     consent_profile_t  pr;
+
+    /* the glue reads stored values with consent_profile_mask alone */
+    rc = consent_profile_mask(&mask_policy, p, len, test_alloc, NULL, mask,
+                              &prefs);
+
+    if (rc == 0) {
+        CHECK(prefs.data >= p && prefs.data + prefs.len <= p + len);
+        CHECK(prefs.data[0] == '{' && prefs.data[prefs.len - 1] == '}');
+        CHECK((mask[0] & ~(uint64_t) 7) == 0);
+    }
 
     if (consent_profile_decode(p, len, test_alloc, NULL, &pr) != 0) {
         return;
     }
+
+    /* what decode accepts, the mask reads, the same object */
+    CHECK(rc == 0 && prefs.data == pr.prefs.data
+          && prefs.len == pr.prefs.len);
 
     CHECK(pr.prefs.data >= p && pr.prefs.data + pr.prefs.len <= p + len);
     CHECK(pr.source.data >= p && pr.source.data + pr.source.len <= p + len);
