@@ -63,7 +63,7 @@ typedef struct {
     ngx_flag_t                  enforce;
     ngx_array_t                *pass;           /* pass_header=, lowcase */
     ngx_uint_t                  drop;           /* drop_header=, bits */
-    ngx_uint_t                  status;         /* its counters, by name */
+    ngx_uint_t                  counters;       /* its slot in the zone */
     u_char                     *file;
     ngx_uint_t                  line;
 } ngx_http_consent_dest_conf_t;
@@ -112,7 +112,7 @@ typedef struct {
     ngx_str_t                   lua_path;
     ngx_uint_t                  max_instructions;
     size_t                      max_memory;
-    ngx_http_consent_status_conf_t  *status;
+    ngx_http_consent_status_conf_t  *counters;
     ngx_http_consent_audit_conf_t   *audit;
     ngx_array_t                 stores;         /* of store pointers */
     size_t                      malloc_trim;    /* 0: glibc's default */

@@ -233,9 +233,9 @@ ngx_http_consent_batch_enqueue(ngx_http_request_t *r,
             continue;
         }
 
-        ngx_http_consent_status_batch(cmcf->status, dests[d].status,
+        ngx_http_consent_status_batch(cmcf->counters, dests[d].counters,
                                       NGX_HTTP_CONSENT_BATCH_DROP_BACKLOG, n);
-        ngx_http_consent_status_batch(cmcf->status, dests[d].status,
+        ngx_http_consent_status_batch(cmcf->counters, dests[d].counters,
                                       NGX_HTTP_CONSENT_BATCH_FAILED, n);
 
         if (q != NULL && !q->dropping) {
@@ -282,7 +282,7 @@ ngx_http_consent_batch_queue(ngx_http_request_t *r,
     q->dest = dest;
     q->server = cscf->ctx;
     q->conf = clcf->batch;
-    q->status = cmcf->status;
+    q->counters = cmcf->counters;
     q->max_bytes = clcf->max_body_size;
     q->last = &q->head;
 
@@ -617,7 +617,7 @@ static void
 ngx_http_consent_batch_count(ngx_http_consent_batch_queue_t *q,
     ngx_uint_t what, ngx_int_t n)
 {
-    ngx_http_consent_status_batch(q->status, q->dest->status, what, n);
+    ngx_http_consent_status_batch(q->counters, q->dest->counters, what, n);
 }
 
 

@@ -70,7 +70,7 @@ struct ngx_http_consent_batch_queue_s {
     ngx_http_consent_dest_conf_t    *dest;
     ngx_http_conf_ctx_t             *server;   /* where uri is found */
     ngx_http_consent_batch_conf_t   *conf;
-    ngx_http_consent_status_conf_t  *status;
+    ngx_http_consent_status_conf_t  *counters;
     size_t                      max_bytes;  /* of one batch's body */
 
     ngx_http_consent_batch_entry_t  *head;

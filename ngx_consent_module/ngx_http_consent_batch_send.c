@@ -373,7 +373,7 @@ ngx_http_consent_batch_finish(ngx_http_request_t *r)
     ok = !s->failed;
     elapsed = ngx_current_msec - s->start;
 
-    ngx_http_consent_status_batch_latency(q->status, q->dest->status,
+    ngx_http_consent_status_batch_latency(q->counters, q->dest->counters,
                                           elapsed);
 
     if (!ok) {

@@ -113,8 +113,8 @@ ngx_http_consent_status_conf(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
 
-    if (cmcf->status != NULL) {
-        return cmcf->status;
+    if (cmcf->counters != NULL) {
+        return cmcf->counters;
     }
 
     scf = ngx_pcalloc(cf->pool, sizeof(ngx_http_consent_status_conf_t));
@@ -130,7 +130,7 @@ ngx_http_consent_status_conf(ngx_conf_t *cf)
     }
 
     scf->size = NGX_CONF_UNSET;
-    cmcf->status = scf;
+    cmcf->counters = scf;
 
     return scf;
 }
@@ -215,7 +215,7 @@ ngx_http_consent_status_dest(ngx_conf_t *cf,
             && ngx_strncmp(n[i].name.data, dest->name.data, dest->name.len)
                == 0)
         {
-            dest->status = i;
+            dest->counters = i;
             return NGX_OK;
         }
     }
@@ -227,7 +227,7 @@ ngx_http_consent_status_dest(ngx_conf_t *cf,
 
     n->name = dest->name;
     n->slot = NULL;
-    dest->status = scf->names.nelts - 1;
+    dest->counters = scf->names.nelts - 1;
 
     return NGX_OK;
 }
@@ -614,7 +614,7 @@ ngx_http_consent_status_shm(ngx_http_request_t *r)
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
-    return cmcf->status != NULL ? cmcf->status->sh : NULL;
+    return cmcf->counters != NULL ? cmcf->counters->sh : NULL;
 }
 
 
@@ -689,11 +689,11 @@ ngx_http_consent_status_count(ngx_http_request_t *r,
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
-    if (cmcf->status == NULL || cmcf->status->sh == NULL) {
+    if (cmcf->counters == NULL || cmcf->counters->sh == NULL) {
         return;
     }
 
-    sh = cmcf->status->sh;
+    sh = cmcf->counters->sh;
 
     status = ngx_http_consent_status_of(r);
     if (status >= NGX_HTTP_CONSENT_STATUS_NSTATUS) {
@@ -708,7 +708,7 @@ ngx_http_consent_status_count(ngx_http_request_t *r,
 
     /* a refused request; delivery_failed and 500s are not refusals */
     if (ctx->error && status >= 400 && status < 500) {
-        ngx_http_consent_status_reject(cmcf->status, ctx->error, 1);
+        ngx_http_consent_status_reject(cmcf->counters, ctx->error, 1);
     }
 
     res = &ctx->result;
@@ -729,7 +729,7 @@ ngx_http_consent_status_count(ngx_http_request_t *r,
 
         for (e = CONSENT_OK + 1; e < CONSENT_CODE_MAX; e++) {
             if (codes[e]) {
-                ngx_http_consent_status_reject(cmcf->status,
+                ngx_http_consent_status_reject(cmcf->counters,
                     consent_code_name((consent_code_e) e), codes[e]);
             }
         }
@@ -767,7 +767,7 @@ ngx_http_consent_status_delivery(ngx_http_request_t *r,
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
-    if (cmcf->status == NULL || cmcf->status->sh == NULL) {
+    if (cmcf->counters == NULL || cmcf->counters->sh == NULL) {
         return;
     }
 
@@ -782,8 +782,8 @@ ngx_http_consent_status_delivery(ngx_http_request_t *r,
     }
 
     dests = clcf->dests->elts;
-    names = cmcf->status->names.elts;
-    slot = names[dests[d].status].slot;
+    names = cmcf->counters->names.elts;
+    slot = names[dests[d].counters].slot;
     ok = ngx_http_consent_status_ok(ctx, d);
 
     ngx_memzero(n, sizeof(n));

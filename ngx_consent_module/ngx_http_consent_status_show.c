@@ -388,7 +388,7 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     }
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_consent_module);
-    scf = cmcf->status;
+    scf = cmcf->counters;
 
     if (scf == NULL || scf->sh == NULL) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
