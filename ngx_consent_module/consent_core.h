@@ -261,6 +261,9 @@ size_t consent_json_str_decode(const unsigned char *base,
  * Returns the number of slices.
  */
 size_t consent_split_max(const consent_result_t *res);
+
+/* the events routed to destination d (outcome CONSENT_DELIVER) */
+size_t consent_delivered(const consent_result_t *res, size_t d);
 int consent_split_rewrites(consent_result_t *res, const unsigned char *body,
     consent_alloc_pt alloc, void *ctx);
 size_t consent_split(const consent_result_t *res, size_t d,

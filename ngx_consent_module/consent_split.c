@@ -44,6 +44,19 @@ put(consent_slice_t *out, size_t n, const unsigned char *p, size_t len)
 
 
 size_t
+consent_delivered(const consent_result_t *res, size_t d)
+{
+    size_t  e, n;
+
+    for (n = 0, e = 0; e < res->nevents; e++) {
+        n += (res->outcome[e * res->ndests + d] == CONSENT_DELIVER);
+    }
+
+    return n;
+}
+
+
+size_t
 consent_split_max(const consent_result_t *res)
 {
     return 3 + 7 * (size_t) res->nevents + 2 * (size_t) res->nextra;

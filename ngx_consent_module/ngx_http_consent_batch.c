@@ -199,7 +199,7 @@ void
 ngx_http_consent_batch_enqueue(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx)
 {
-    ngx_uint_t                       d, e, n, ndests;
+    ngx_uint_t                       d, n, ndests;
     consent_result_t                *res;
     ngx_http_consent_batch_queue_t  *q;
     ngx_http_consent_batch_entry_t  *en;
@@ -214,12 +214,7 @@ ngx_http_consent_batch_enqueue(ngx_http_request_t *r,
     dests = ndests ? clcf->dests->elts : NULL;
 
     for (d = 0; d < ndests; d++) {
-        n = 0;
-        for (e = 0; e < res->nevents; e++) {
-            if (res->outcome[e * ndests + d] == CONSENT_DELIVER) {
-                n++;
-            }
-        }
+        n = consent_delivered(res, d);
 
         if (n == 0) {
             continue;

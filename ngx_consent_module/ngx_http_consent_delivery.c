@@ -31,7 +31,7 @@ ngx_int_t
 ngx_http_consent_deliver(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
     off_t                          len;
-    ngx_uint_t                     d, e, nevents, ndests;
+    ngx_uint_t                     d, ndests;
     ngx_list_t                    *headers;
     ngx_chain_t                   *chain;
     ngx_http_request_t            *sr;
@@ -73,16 +73,9 @@ ngx_http_consent_deliver(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
         dl->request = r;
         dl->conf = &dests[d];
 
-        nevents = 0;
-        for (e = 0; e < res->nevents; e++) {
-            if (res->outcome[e * ndests + d] == CONSENT_DELIVER) {
-                nevents++;
-            }
-        }
+        dl->nevents = consent_delivered(res, d);
 
-        dl->nevents = nevents;
-
-        if (nevents == 0) {
+        if (dl->nevents == 0) {
             dl->done = 1;
             continue;
         }

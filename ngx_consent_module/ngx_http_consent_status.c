@@ -909,7 +909,7 @@ ngx_http_consent_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     u_char                  *p;
-    ngx_uint_t               n, d, e, ndests;
+    ngx_uint_t               n, d, ndests;
     consent_result_t        *res;
     ngx_http_consent_ctx_t  *ctx;
 
@@ -949,14 +949,8 @@ ngx_http_consent_status_variable(ngx_http_request_t *r,
         }
 
         for (d = 0; d < ndests; d++) {
-            if (!ngx_http_consent_status_ok(ctx, d)) {
-                continue;
-            }
-
-            for (e = 0; e < res->nevents; e++) {
-                if (res->outcome[e * ndests + d] == CONSENT_DELIVER) {
-                    n++;
-                }
+            if (ngx_http_consent_status_ok(ctx, d)) {
+                n += consent_delivered(res, d);
             }
         }
 
