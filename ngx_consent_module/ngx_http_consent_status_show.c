@@ -70,32 +70,47 @@ ngx_http_consent_status_label(u_char *p, u_char *s, size_t len)
                - 1)
 
 
+/* metric{result="..."} value, a line per result */
+
+static u_char *
+ngx_http_consent_status_results(u_char *p, const char *metric,
+    const char **results, ngx_atomic_t *v, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_sprintf(p, "%s{result=\"%s\"} %uA\n", metric, results[i],
+                        v[i]);
+    }
+
+    return p;
+}
+
+
 static u_char *
 ngx_http_consent_status_profiles_text(u_char *p,
     ngx_http_consent_status_profiles_t *pr)
 {
-    ngx_uint_t         i, b;
+    ngx_uint_t         b;
     ngx_atomic_uint_t  cum;
 
     p = ngx_http_consent_status_help(p, "ngx_consent_profile_lookups_total",
             "counter", "Events without consent looked up in the profile "
                        "store, by result.");
 
-    for (i = 0; i < NGX_HTTP_CONSENT_LOOKUP_N; i++) {
-        p = ngx_sprintf(p, "ngx_consent_profile_lookups_total{result=\"%s\"} "
-                           "%uA\n", ngx_http_consent_status_lookups[i],
-                        pr->lookups[i]);
-    }
+    p = ngx_http_consent_status_results(p,
+                                        "ngx_consent_profile_lookups_total",
+                                        ngx_http_consent_status_lookups,
+                                        pr->lookups, NGX_HTTP_CONSENT_LOOKUP_N);
 
     p = ngx_http_consent_status_help(p, "ngx_consent_profile_records_total",
             "counter", "Profile keys written with an event's consent, by "
                        "result.");
 
-    for (i = 0; i < NGX_HTTP_CONSENT_RECORD_N; i++) {
-        p = ngx_sprintf(p, "ngx_consent_profile_records_total{result=\"%s\"} "
-                           "%uA\n", ngx_http_consent_status_records[i],
-                        pr->records[i]);
-    }
+    p = ngx_http_consent_status_results(p,
+                                        "ngx_consent_profile_records_total",
+                                        ngx_http_consent_status_records,
+                                        pr->records, NGX_HTTP_CONSENT_RECORD_N);
 
     p = ngx_http_consent_status_help(p,
             "ngx_consent_profile_store_seconds", "histogram",
