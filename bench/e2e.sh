@@ -330,24 +330,32 @@ echo "wrk: 1 thread, $CONNS connections, ${SECS}s per run, $ROUNDS runs" \
      "(median reported); 1 worker per gateway, upstream on its own" \
      "1-worker nginx"
 
-: > "$W/results.txt"
-for kind in single batch; do
-    for g in $GATEWAYS; do
-        wrk_run "$g" "$kind" 1 > /dev/null     # warm-up (JIT, keepalive)
+# measure KIND FILE "GATEWAY ...": a warm-up run of each gateway, then
+# ROUNDS runs of each, interleaved, appended to FILE as
+# "kind gateway run req/s p50 p99 cpu faults"; fails on any error
+measure() {
+    m_kind=$1 m_file=$2 m_gws=$3
+    for g in $m_gws; do
+        wrk_run "$g" "$m_kind" 1 > /dev/null   # warm-up (JIT, keepalive)
     done
     for r in $(seq "$ROUNDS"); do
-        for g in $GATEWAYS; do
-            set -- $(wrk_run "$g" "$kind" "$SECS")
-            echo "  $kind $g run $r: $1 req/s, p50 $2 ms, p99 $3 ms," \
+        for g in $m_gws; do
+            set -- $(wrk_run "$g" "$m_kind" "$SECS")
+            echo "  $m_kind $g run $r: $1 req/s, p50 $2 ms, p99 $3 ms," \
                  "worker CPU $6 us and $7 page faults per request," \
                  "non-2xx $4, socket errors $5"
             if [ "$4" != 0 ] || [ "$5" != - ]; then
-                echo "e2e: $g had errors, see $W/wrk-$g-$kind.txt" >&2
+                echo "e2e: $g had errors, see $W/wrk-$g-$m_kind.txt" >&2
                 exit 1
             fi
-            echo "$kind $g $r $1 $2 $3 $6 $7" >> "$W/results.txt"
+            echo "$m_kind $g $r $1 $2 $3 $6 $7" >> "$m_file"
         done
     done
+}
+
+: > "$W/results.txt"
+for kind in single batch; do
+    measure "$kind" "$W/results.txt" "$GATEWAYS"
     for g in $GATEWAYS; do
         echo "rss $kind $g $(rss "$g")" >> "$W/results.txt"
     done
@@ -397,22 +405,7 @@ if [ "$PROFILES" = 1 ]; then
          "copies of the same payloads through consent (no store) and" \
          "profiles (each event routed on its user's stored profile)"
     for kind in psingle pbatch; do
-        for g in consent profiles; do
-            wrk_run "$g" "$kind" 1 > /dev/null
-        done
-        for r in $(seq "$ROUNDS"); do
-            for g in consent profiles; do
-                set -- $(wrk_run "$g" "$kind" "$SECS")
-                echo "  $kind $g run $r: $1 req/s, p50 $2 ms, p99 $3 ms," \
-                     "worker CPU $6 us and $7 page faults per request," \
-                     "non-2xx $4, socket errors $5"
-                if [ "$4" != 0 ] || [ "$5" != - ]; then
-                    echo "e2e: $g had errors, see $W/wrk-$g-$kind.txt" >&2
-                    exit 1
-                fi
-                echo "$kind $g $r $1 $2 $3 $6 $7" >> "$W/results-prof.txt"
-            done
-        done
+        measure "$kind" "$W/results-prof.txt" "consent profiles"
     done
     hit=$(prof_counter 'ngx_consent_profile_lookups_total{result="hit"}')
     miss=$(prof_counter 'ngx_consent_profile_lookups_total{result="miss"}')
